@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# deps.sh  Make a fresh Debian 12 machine ready: packages + libsrtp2 on OpenSSL.
+#
+# Idempotent: installs only what is missing, and rebuilds libsrtp2 only when
+# its private prefix is absent.  The libsrtp2 source comes from Debian's own
+# source package; the deb-src entry is derived at run time from this
+# machine's apt sources into a private apt state (nothing under /etc/apt is
+# changed).
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+prefix=${SRTP_PREFIX:-$top/build/third/srtp}
+work=$top/build/third/work
+
+say() { printf 'deps: %s\n' "$*" >&2; }
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_packages() {
+	local want=() p
+	while read -r p; do
+		p=${p%%#*}; p=${p//[[:space:]]/}
+		[ -n "$p" ] || continue
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+			grep -q 'install ok installed' || want+=("$p")
+	done < "$top/scripts/packages.txt"
+	[ ${#want[@]} -eq 0 ] && return 0
+	say "installing ${want[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	as_root apt-get update -q
+	as_root apt-get install -y -q --no-install-recommends "${want[@]}"
+}
+
+# Turn every "deb" entry of the machine's apt sources into a "deb-src" one.
+write_src_list() {
+	local out=$1 f line
+	: > "$out"
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		# deb822: keep stanzas whose Types include deb
+		awk 'BEGIN { RS=""; ORS="\n\n" }
+		     /(^|\n)Types:([^\n]* )?deb([ \n]|$)/ {
+			sub(/Types:[^\n]*/, "Types: deb-src"); print }' "$f" >> "$out"
+	done
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -f "$f" ] || continue
+		while read -r line; do
+			case $line in
+			deb\ *)
+				# one-line: deb [opts] URI suite comps...
+				set -- ${line#deb }
+				local opts="" uri suite
+				if [ "${1:0:1}" = "[" ]; then
+					while [ "${1: -1}" != "]" ]; do shift; done
+					shift
+				fi
+				uri=$1 suite=$2; shift 2
+				printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: %s\n\n' \
+					"$uri" "$suite" "$*" >> "$out"
+				;;
+			esac
+		done < "$f"
+	done
+}
+
+build_srtp() {
+	[ -f "$prefix/lib/libsrtp2.a" ] && return 0
+	local apt_dir=$top/build/third/apt
+	mkdir -p "$apt_dir/parts" "$apt_dir/lists/partial" "$work"
+	write_src_list "$apt_dir/parts/keymix-src.sources"
+	local aopt=(-o "Dir::Etc::SourceList=/dev/null"
+		-o "Dir::Etc::SourceParts=$apt_dir/parts"
+		-o "Dir::State::Lists=$apt_dir/lists"
+		-o "APT::Sandbox::User=root")
+	say "fetching Debian's libsrtp2 source package"
+	apt-get "${aopt[@]}" -q update >/dev/null
+	rm -rf "$work/srtp"; mkdir -p "$work/srtp"
+	(cd "$work/srtp" &&
+		apt-get "${aopt[@]}" -q source --download-only libsrtp2 >/dev/null &&
+		dpkg-source -x --no-check ./*.dsc src >/dev/null)
+	say "building libsrtp2 with --enable-openssl into $prefix"
+	(cd "$work/srtp/src" &&
+		./configure --prefix="$prefix" --enable-openssl \
+			--disable-pcap CFLAGS="-O2 -fPIC" >/dev/null &&
+		make -j"$(nproc)" libsrtp2.a >/dev/null &&
+		make install-nopkgconfig >/dev/null 2>&1 || {
+			mkdir -p "$prefix/lib" "$prefix/include/srtp2"
+			cp libsrtp2.a "$prefix/lib/"
+			cp include/srtp.h crypto/include/cipher.h \
+				crypto/include/auth.h crypto/include/crypto_types.h \
+				"$prefix/include/srtp2/"
+		})
+	# keep the private headers too: tests read the crypto kernel
+	mkdir -p "$prefix/include/srtp2-private"
+	cp "$work/srtp/src"/crypto/include/*.h "$work/srtp/src"/include/*.h \
+		"$prefix/include/srtp2-private/" 2>/dev/null || true
+	[ -f "$prefix/lib/libsrtp2.a" ] || { say "libsrtp2 build failed"; exit 1; }
+	say "libsrtp2 ready"
+}
+
+install_packages
+build_srtp
