@@ -41,5 +41,6 @@ int main(void)
 	fails += test_ue_parse_group();
 	fails += test_ue_rtp_group();
 	fails += test_ue_audio_group();
+	fails += test_ue_run_group();
 	return fails ? 1 : 0;
 }
