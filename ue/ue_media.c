@@ -455,7 +455,8 @@ static int setup_srtp(struct ue_media *m)
 	return err;
 }
 
-static int check_cfg(const struct ue_media_cfg *cfg)
+/** EINVAL if the settings cannot run (codec/rate/ptime/duration...) */
+int ue_media_cfg_check(const struct ue_media_cfg *cfg)
 {
 	if (!cfg->remote.ss_family || cfg->pt > 127 ||
 	    ue_codec_check_rate(cfg->codec, cfg->rate))
@@ -498,7 +499,7 @@ int ue_media_run(const struct ue_media_cfg *cfg, volatile int *stop,
 	size_t cap;
 	int err;
 
-	err = check_cfg(cfg);
+	err = ue_media_cfg_check(cfg);
 	if (err)
 		return err;
 	m = calloc(1, sizeof(*m));

@@ -253,6 +253,7 @@ struct ue_media_stats {
 
 /** Fill a config with defaults (Opus 48 kHz, 20 ms, plain RTP, 5 s) */
 void ue_media_cfg_init(struct ue_media_cfg *cfg);
+int ue_media_cfg_check(const struct ue_media_cfg *cfg);
 /** Run the participant until duration elapses or *stop becomes true */
 int ue_media_run(const struct ue_media_cfg *cfg, volatile int *stop,
 		 FILE *ready, struct ue_media_stats *st);

@@ -330,6 +330,12 @@ int main(int argc, char **argv)
 		cfg.enc_ext[0] = cfg.level_ext_id;
 		cfg.n_enc_ext = 1;
 	}
+	if (ue_media_cfg_check(&cfg)) {
+		fprintf(stderr, "uemedia: invalid settings: %s at %u Hz, "
+			"%u ms (Opus: 10/20/40/60 ms; duration 0..3600 s)\n",
+			ue_codec_name(cfg.codec), cfg.rate, cfg.ptime);
+		return 2;
+	}
 	if (setup_keys(&cfg, &ka))
 		return 2;
 

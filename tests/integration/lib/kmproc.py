@@ -7,7 +7,7 @@ processes are signalled, by their own pid.
 
 import atexit
 import os
-import signal
+import signal as sigmod
 import subprocess
 import sys
 import threading
@@ -88,14 +88,14 @@ class Proc:
             except ProcessLookupError:
                 pass
 
-    def stop(self, timeout=5.0, sig=signal.SIGTERM):
+    def stop(self, timeout=5.0, sig=sigmod.SIGTERM):
         """SIGTERM (or sig), then SIGKILL after timeout; return rc."""
         if self.p.poll() is None:
             self.signal(sig)
             try:
                 self.p.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
+                self.signal(sigmod.SIGKILL)
                 self.p.wait(5)
         self.t.join(2)
         self._err.close()
@@ -111,8 +111,8 @@ class Procs:
         os.makedirs(logdir, exist_ok=True)
         self.procs = []
         atexit.register(self.stop_all)
-        for s in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(s, self._on_signal)
+        for s in (sigmod.SIGINT, sigmod.SIGTERM):
+            sigmod.signal(s, self._on_signal)
 
     def _on_signal(self, signum, frame):
         self.stop_all()
