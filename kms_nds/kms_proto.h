@@ -82,6 +82,7 @@ struct kms_seal_hdr {
 /* clock: Unix seconds + KEYMIX_TEST_CLOCK_OFFSET (tests only) */
 uint64_t kms_now(void);
 int kms_random(void *p, size_t n);
+void kms_wipe(void *p, size_t n);
 int kms_ct_equal(const void *a, const void *b, size_t n);
 int kms_hkdf(const uint8_t *salt, size_t salt_len, const uint8_t *ikm,
 	     size_t ikm_len, const uint8_t *info, size_t info_len,

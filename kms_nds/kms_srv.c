@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -224,6 +225,30 @@ static void on_accept(struct evconnlistener *lst, evutil_socket_t fd,
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+/** "addr:port" or "[v6]:port"; port 0 (any) which libevent refuses */
+static int parse_addr(const char *ap, struct sockaddr_storage *ss,
+		      int *len)
+{
+	char buf[128];
+	size_t n = strlen(ap);
+
+	if (n + 1 >= sizeof(buf))
+		return EINVAL;
+	if (n >= 2 && !strcmp(ap + n - 2, ":0")) {
+		snprintf(buf, sizeof(buf), "%.*s:1", (int)(n - 2), ap);
+		if (evutil_parse_sockaddr_port(buf, (struct sockaddr *)ss,
+					       len))
+			return EINVAL;
+		if (ss->ss_family == AF_INET6)
+			((struct sockaddr_in6 *)ss)->sin6_port = 0;
+		else
+			((struct sockaddr_in *)ss)->sin_port = 0;
+		return 0;
+	}
+	return evutil_parse_sockaddr_port(ap, (struct sockaddr *)ss, len)
+	       ? EINVAL : 0;
+}
+
 int kmsd_srv_listen(struct event_base *base, struct kms_store *s,
 		    const char *addr_port, const struct kmsd_srv_cfg *cfg,
 		    struct kmsd_srv **srvp)
@@ -236,8 +261,7 @@ int kmsd_srv_listen(struct event_base *base, struct kms_store *s,
 	if (!base || !s || !addr_port || !cfg || !srvp)
 		return EINVAL;
 	memset(&ss, 0, sizeof(ss));
-	if (evutil_parse_sockaddr_port(addr_port, (struct sockaddr *)&ss,
-				       &len))
+	if (parse_addr(addr_port, &ss, &len))
 		return EINVAL;
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
