@@ -483,8 +483,11 @@ int kms_ring_maintain(struct kms_store *s, uint64_t now)
 			err = kms_ring_rotate(s, purposes[i], now);
 		sqlite3_finalize(st);
 		if (!err)
-			err = run(prep(s, "DELETE FROM ring WHERE purpose=?"
-				       " AND superseded>0 AND superseded+?<=?",
+			/* the key is destroyed; the row stays as a
+			 * tombstone so a late token gets "retired" */
+			err = run(prep(s, "UPDATE ring SET key=NULL WHERE"
+				       " purpose=? AND superseded>0 AND"
+				       " superseded+?<=? AND key IS NOT NULL",
 				       "sii", purposes[i], (uint64_t)keep,
 				       now));
 	}

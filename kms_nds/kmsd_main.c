@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include "kms_nds/kms_int.h"
@@ -248,8 +249,10 @@ static int admin_leg_get(struct kms_store *s, const struct opts *o)
 	printf("conference=%s\nparticipant=%s\nfocus=%s\ngeneration=%u\n"
 	       "expires=%llu\n", lk.conf_ref, lk.participant, lk.focus,
 	       lk.generation, (unsigned long long)lk.expires_s);
-	if (o->print_key && !kms_b64_encode(lk.key, 32, b64, sizeof(b64)))
+	if (o->print_key) {
+		EVP_EncodeBlock((unsigned char *)b64, lk.key, 32);
 		printf("leg_key=%s\n", b64);
+	}
 	kms_wipe(&lk, sizeof(lk));
 	kms_wipe(b64, sizeof(b64));
 	return 0;
@@ -303,8 +306,8 @@ static int admin(const struct opts *o)
 		if (!err && d.has_ke2m) {
 			char b64[64];
 
-			if (!kms_b64_encode(d.ke2m, 32, b64, sizeof(b64)))
-				printf("ke2m=%s\n", b64);
+			EVP_EncodeBlock((unsigned char *)b64, d.ke2m, 32);
+			printf("ke2m=%s\n", b64);
 			kms_wipe(b64, sizeof(b64));
 		}
 		kms_wipe(&d, sizeof(d));

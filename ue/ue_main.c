@@ -176,7 +176,8 @@ static int run(struct ue *u, const char *cmd, const struct args *a)
 	}
 	else if (!strcmp(cmd, "finish") || !strcmp(cmd, "conf-finish") ||
 		 !strcmp(cmd, "fork-finish")) {
-		int conf = cmd[0] == 'c', fork = cmd[1] == 'o';
+		int conf = cmd[0] == 'c';
+		int fork = !strcmp(cmd, "fork-finish");
 
 		err = ue_finish(u, a->to,
 				conf ? (a->label ? a->label : "default") : NULL,
