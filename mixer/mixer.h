@@ -52,6 +52,9 @@ enum mix_mode {
 	MIX_MODE_TRANSCODE /**< two legs, per packet, no tick needed      */
 };
 
+struct mix_conf;
+struct mix_leg;
+
 /** Opus encoder settings */
 struct mix_opus_cfg {
 	int complexity;  /**< 0..10                                         */
@@ -134,9 +137,6 @@ struct mix_conf_stats {
 	unsigned legs;
 	unsigned talkers;
 };
-
-struct mix_conf;
-struct mix_leg;
 
 /* codecs */
 const char *mix_codec_name(enum mix_codec codec);
