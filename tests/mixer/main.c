@@ -1,0 +1,11 @@
+/** @file main.c  Mixer unit tests: runs every group */
+
+#include "tmix.h"
+
+int main(void)
+{
+	int failed = 0;
+
+	failed += tmix_run_tone();
+	return failed ? 1 : 0;
+}

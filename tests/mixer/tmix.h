@@ -1,0 +1,10 @@
+/** @file tmix.h  Mixer unit test groups */
+
+#ifndef TMIX_H
+#define TMIX_H
+
+#include <math.h>
+
+int tmix_run_tone(void);
+
+#endif
