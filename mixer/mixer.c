@@ -33,6 +33,8 @@
 #define OWN_HANG_MS   100     /* own stream kept after talking stops  */
 #define SILENT_LEVEL  127
 
+bool mix_opt_clone = true;
+
 static const char *codec_names[MIX_CODEC_COUNT] = {
 	"opus", "PCMU", "PCMA", "G722"
 };
@@ -818,7 +820,7 @@ static void leg_to_own(struct mix_conf *c, struct mix_leg *l)
 	unsigned phase = (unsigned)(c->tick_no % l->ticks) * c->frame;
 
 	l->own.acc_n = 0;
-	if (g->active && g->acc_n == phase &&
+	if (mix_opt_clone && g->active && g->acc_n == phase &&
 	    !mix_enc_clone(&l->own.enc, &g->enc, g->nhist ? g->hist : NULL,
 			   g->nhist)) {
 		memcpy(l->own.acc, g->acc, phase * sizeof(int16_t));

@@ -7,5 +7,6 @@ int main(void)
 	int failed = 0;
 
 	failed += tmix_run_tone();
+	failed += tmix_run_shared();
 	return failed ? 1 : 0;
 }

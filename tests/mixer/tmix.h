@@ -6,5 +6,6 @@
 #include <math.h>
 
 int tmix_run_tone(void);
+int tmix_run_shared(void);
 
 #endif
