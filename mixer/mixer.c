@@ -428,7 +428,7 @@ void mix_leg_stats_get(const struct mix_leg *l, struct mix_leg_stats *st)
 		int64_t d = l->fifo_n * (int64_t)l->clock / l->conf->cfg.rate;
 		int64_t e = mix_jb_error(&l->jb, d, l->conf->now_us);
 
-		d = l->jb.target - e;
+		d = l->jb.target + e;
 		st->jb_delay_ms = d > 0 ? (unsigned)(d * 1000 / l->clock) : 0;
 	}
 	st->late = l->jb.late + l->st.late;

@@ -8,5 +8,6 @@ int main(void)
 
 	failed += tmix_run_tone();
 	failed += tmix_run_shared();
+	failed += tmix_run_net();
 	return failed ? 1 : 0;
 }

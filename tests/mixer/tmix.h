@@ -7,5 +7,6 @@
 
 int tmix_run_tone(void);
 int tmix_run_shared(void);
+int tmix_run_net(void);
 
 #endif
