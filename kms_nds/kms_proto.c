@@ -1,6 +1,7 @@
 /** @file kms_proto.c  UE <-> KMS protocol primitives (sealing, fields) */
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -52,6 +53,15 @@ void kms_wipe(void *p, size_t n)
 		OPENSSL_cleanse(p, n);
 }
 
+/* fetched once: a provider lookup per derivation costs more than it */
+static pthread_once_t hkdf_once = PTHREAD_ONCE_INIT;
+static EVP_KDF *hkdf_kdf;
+
+static void hkdf_fetch(void)
+{
+	hkdf_kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+}
+
 int kms_hkdf(const uint8_t *salt, size_t salt_len, const uint8_t *ikm,
 	     size_t ikm_len, const uint8_t *info, size_t info_len,
 	     uint8_t *out, size_t out_len)
@@ -61,11 +71,11 @@ int kms_hkdf(const uint8_t *salt, size_t salt_len, const uint8_t *ikm,
 	OSSL_PARAM prm[5], *p = prm;
 	int err = 0;
 
-	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	pthread_once(&hkdf_once, hkdf_fetch);
+	kdf = hkdf_kdf;
 	if (!kdf)
 		return ENOTSUP;
 	ctx = EVP_KDF_CTX_new(kdf);
-	EVP_KDF_free(kdf);
 	if (!ctx)
 		return ENOMEM;
 	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
