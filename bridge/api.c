@@ -34,6 +34,14 @@ const char *dir_name(enum leg_dir d)
 	return d <= DIR_INACTIVE ? dir_names[d] : "?";
 }
 
+/** Codec names as the API spells them (lower case) */
+static const char *codec_api_name(enum mix_codec c)
+{
+	static const char *const names[] = {"opus", "pcmu", "pcma", "g722"};
+
+	return (unsigned)c < 4 ? names[c] : "?";
+}
+
 const char *mode_name(enum conf_mode m)
 {
 	return m == MODE_MIX ? "mix" : "transcode";
@@ -501,7 +509,7 @@ static json_t *leg_json(const struct leg *l)
 		      "s:I, s:f, s:I, s:I, s:I}",
 		      "leg", l->id,
 		      "participant", l->par.participant,
-		      "codec", mix_codec_name(l->par.codec),
+		      "codec", codec_api_name(l->par.codec),
 		      "local", local,
 		      "remote", remote,
 		      "muted", l->muted,
@@ -1054,7 +1062,7 @@ static void h_leg_add(struct bridge *b, struct evhttp_request *req,
 	bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s for %s on port "
 		   "%u (%s, %s)", c->id,
 		   json_string_value(json_object_get(cc.out, "leg")),
-		   par->participant, cc.port, mix_codec_name(par->codec),
+		   par->participant, cc.port, codec_api_name(par->codec),
 		   par->srtp ? keyleg_profile_name(par->profile) : "plain");
 	reply_json(req, 201, json_pack(
 		"{s:O, s:O, s:O}", "leg", json_object_get(cc.out, "leg"),
@@ -1099,9 +1107,9 @@ static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 	    (st = get_str(j, "direction", &dir, 0, err)) ||
 	    (st = get_bool(j, "rekey", &rekey, NULL, err)))
 		goto out;
-	if (cc.has_gain && (cc.gain < -60 || cc.gain > 20)) {
+	if (cc.has_gain && (cc.gain < -40 || cc.gain > 20)) {
 		st = 422;
-		snprintf(err, ERRSZ, "gain_db must be -60..20");
+		snprintf(err, ERRSZ, "gain_db must be -40..20");
 		goto out;
 	}
 	if (dir) {
