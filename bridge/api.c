@@ -851,10 +851,10 @@ static int parse_leg(json_t *j, struct conf *c, struct leg_params *par,
 {
 	const char *who = NULL, *codec = NULL, *remote = NULL, *dir = NULL;
 	long long rate = -1, ptime = -1, pt = -1, lvl = 0, te = -1;
+	json_t *jo;
 	int st;
 
 	memset(par, 0, sizeof(*par));
-	par->opus.complexity = -1;
 	par->te_pt = -1;
 	if ((st = get_str(j, "participant", &who, 1, err)) ||
 	    (st = get_str(j, "codec", &codec, 1, err)) ||
@@ -929,19 +929,14 @@ static int parse_leg(json_t *j, struct conf *c, struct leg_params *par,
 		snprintf(err, ERRSZ, "unsupported direction '%s'", dir);
 		return 422;
 	}
-	if ((st = parse_opus(json_object_get(j, "opus"), &par->opus, err)))
-		return st;
-	if (json_object_get(j, "opus") &&
-	    !json_is_null(json_object_get(j, "opus")) &&
-	    par->opus.complexity < 0) {
-		/* overrides given without complexity: start from the
-		 * conference's settings */
-		struct opus_opts o = c->opus;
-
-		st = parse_opus(json_object_get(j, "opus"), &o, err);
+	jo = json_object_get(j, "opus");
+	if (jo && !json_is_null(jo)) {
+		/* overrides start from the conference's settings */
+		par->opus = c->opus;
+		st = parse_opus(jo, &par->opus, err);
 		if (st)
 			return st;
-		par->opus = o;
+		par->opus_override = 1;
 	}
 	return parse_srtp(json_object_get(j, "srtp"), par, err);
 }

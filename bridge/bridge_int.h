@@ -164,6 +164,7 @@ struct leg_params {
 	int level_ext;           /**< RFC 6464 id, 0 = none               */
 	int te_pt;               /**< RFC 4733 payload type, -1 = none    */
 	struct opus_opts opus;
+	int opus_override;       /**< opus set for this leg               */
 	int srtp;                /**< 0: plain RTP                         */
 	enum keyleg_profile profile;
 	struct keyleg_opts kopts;

@@ -343,7 +343,7 @@ static void leg_mix_cfg(const struct leg *l, struct mix_leg_cfg *mc)
 	mix_leg_cfg_default(mc, l->par.codec);
 	mc->rate = l->par.rate;
 	mc->ptime_ms = l->par.ptime;
-	if (l->par.opus.complexity >= 0) {
+	if (l->par.opus_override) {
 		mc->opus_override = true;
 		mc->opus.complexity = l->par.opus.complexity;
 		mc->opus.bitrate = l->par.opus.bitrate;
