@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -43,6 +44,9 @@ class Tally:
         return cond
 
     def done(self):
+        if not self.failed:
+            for d in Bridge.dirs:
+                shutil.rmtree(d, ignore_errors=True)
         print("%d passed, %d failed" % (self.passed, self.failed))
         sys.exit(1 if self.failed else 0)
 
@@ -50,15 +54,20 @@ class Tally:
 class Bridge:
     """A bridged process on loopback with a fresh token."""
 
+    dirs = []
+
     def __init__(self, rtp_ports="32000-32099", workers=2, extra=(),
                  config=None, token="t0k3n-" + os.urandom(8).hex()):
         self.dir = tempfile.mkdtemp(prefix="bridge_test_")
+        Bridge.dirs.append(self.dir)
         self.token = token
         tf = os.path.join(self.dir, "token")
         with open(tf, "w") as f:
             f.write(token + "\n")
         os.chmod(tf, 0o600)
-        args = [BRIDGED, "--control", "127.0.0.1:0", "--token-file", tf,
+        # e.g. BRIDGE_TEST_WRAPPER="valgrind --tool=callgrind"
+        wrap = os.environ.get("BRIDGE_TEST_WRAPPER", "").split()
+        args = wrap + [BRIDGED, "--control", "127.0.0.1:0", "--token-file", tf,
                 "--rtp-ports", rtp_ports, "--workers", str(workers),
                 "--log-level", "debug"]
         if config is not None:
