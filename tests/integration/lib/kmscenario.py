@@ -194,5 +194,5 @@ def leg_stats(r):
         out.append("  %-8s %8s %8s %6s %6s %8s %8s" % (
             ue.name, l.get("packets_in"), l.get("packets_out"),
             l.get("lost"), l.get("auth_failures"), l.get("replays"),
-            l.get("jitter_ms")))
+            "%.2f" % l["jitter_ms"] if isinstance(l.get("jitter_ms"), (int, float)) else l.get("jitter_ms")))
     return out
