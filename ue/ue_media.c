@@ -213,7 +213,7 @@ static void send_loop(struct ue_media *m)
 
 /* ------------------------------------------------------------- receive */
 
-static void send_rtcp(struct ue_media *m, uint64_t now)
+static void send_rtcp(struct ue_media *m, uint64_t now, bool bye)
 {
 	const struct ue_media_cfg *cfg = m->cfg;
 	struct ue_rtcp_info ri;
@@ -233,6 +233,7 @@ static void send_rtcp(struct ue_media *m, uint64_t now)
 	ri.octets = __atomic_load_n(&m->tx_octets, __ATOMIC_RELAXED);
 	ri.cname = cfg->cname ? cfg->cname : cname;
 	ri.now_ns = now;
+	ri.bye = bye;
 	if (ue_rtcp_write(pkt, sizeof(pkt) - KEYLEG_TAILROOM, &ri, &m->rxs,
 			  &len))
 		return;
@@ -379,12 +380,14 @@ static void *recv_main(void *arg)
 		if (*m->stop || now >= stop_at)
 			break;
 		if (ival && now >= m->next_rtcp_ns) {
-			send_rtcp(m, now);
+			send_rtcp(m, now, false);
 			m->next_rtcp_ns += ival;
 		}
 		if (poll(&pfd, 1, tmo) > 0)
 			recv_batch(m);
 	}
+	/* RFC 3550 6.6: say goodbye (also when RTCP reports are off) */
+	send_rtcp(m, mono_ns(), true);
 	return NULL;
 }
 

@@ -4,7 +4,8 @@ conference, each leg with its own inline keys and its own profile.
 A (Opus 48 kHz, AES_CM_128_HMAC_SHA1_80) speaks 1000 Hz at -12 dBFS,
 B (PCMA 8 kHz, AEAD_AES_128_GCM) speaks 450 Hz at -18 dBFS: each must hear
 the other's tone at the level sent (+- 1 dB) and its own not at all
-(>= 40 dB down).  Then the same with G.722 against Opus 16 kHz."""
+(>= 40 dB down).  Then the same with G.722 against Opus 16 kHz, and
+PCMU against Opus 24 kHz with both legs over IPv6 (::1)."""
 
 import os
 import sys
@@ -39,6 +40,11 @@ cases = [
         profile="AES_256_CM_HMAC_SHA1_80"),
      UE("D", T, tone=2500, level=-20, codec="g722",
         profile="AEAD_AES_256_GCM")),
+    ("v6-pcmu-opus",
+     UE("E", T, tone=350, level=-16, codec="pcmu",
+        profile="AES_CM_128_HMAC_SHA1_32", host="::1"),
+     UE("F", T, tone=1900, level=-22, codec="opus", rate=24000,
+        profile="AES_CM_128_HMAC_SHA1_80", host="::1")),
 ]
 for cid, a, b in cases:
     try:

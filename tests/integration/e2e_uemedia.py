@@ -137,6 +137,40 @@ with suite.case("bad options are refused with exit 2"):
                            timeout=10)
         expect(r.returncode == 2, "%s -> %d" % (bad, r.returncode))
 
+with suite.case("--wav-in: a 44.1 kHz stereo file arrives at its level"):
+    import wave
+    import numpy as np
+    src = os.path.join(T, "in.wav")
+    x = kmaudio.sine(44100, 1234, -10, 1.5)
+    st = np.clip(np.round(np.repeat(x, 2)), -32768, 32767).astype("<i2")
+    with wave.open(src, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44100)
+        w.writeframes(st.tobytes())
+    a = UE("A-wav", T, codec="pcmu")
+    b = UE("B-wav", T, codec="pcmu")
+    a.start(procs, b.addr, 1.5, extra=["--wav-in", src])
+    b.start(procs, a.addr, 1.5)
+    a.finish()
+    b.finish()
+    ok, m = kmaudio.has_tone(b.wav, 1234, -10, 1.0, 0.4, 1.3)
+    expect(ok, "B hears the file at %.2f" % m)
+
+with suite.case("demo.sh refuses clearly when pieces are missing"):
+    import subprocess
+    empty = os.path.join(T, "empty-build")
+    os.makedirs(os.path.join(empty, "bin"))
+    r = subprocess.run(["bash", os.path.join(os.path.dirname(__file__),
+                                             "..", "..", "scripts",
+                                             "demo.sh")],
+                       env=dict(os.environ, KEYMIX_BUILD=empty),
+                       capture_output=True, text=True, timeout=30)
+    expect(r.returncode != 0, "exit %d" % r.returncode)
+    expect("not built yet" in r.stderr and "bridged" in r.stderr,
+           "message: %r" % r.stderr)
+    expect("Level of each" not in r.stdout, "printed a table anyway")
+
 # --------------------------------------------------- the RTP on the wire
 with suite.case("plain RTP: own SSRC, seq +1, G.722 8 kHz clock, levels"):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -156,6 +190,11 @@ with suite.case("plain RTP: own SSRC, seq +1, G.722 8 kHz clock, levels"):
                 break
     ue.finish()
     s.close()
+    rtcp = [p for p in pkts if 192 <= p[1] <= 223]
+    pkts = [p for p in pkts if not 192 <= p[1] <= 223]
+    # --rtcp-interval 0: no reports, only the BYE when leaving
+    expect(len(rtcp) == 1 and rtcp[0][-8:-4] == b"\x81\xcb\x00\x01",
+           "RTCP: %s" % [p.hex() for p in rtcp])
     expect(len(pkts) == 25, "%d packets for 0.5 s at 20 ms" % len(pkts))
     hdr = [struct.unpack("!BBHII", p[:12]) for p in pkts]
     expect(all(h[0] == 0x90 for h in hdr), "V=2 X=1 expected")

@@ -50,8 +50,9 @@ class UE:
 
     def __init__(self, name, outdir, tone=None, level=-20.0, codec="opus",
                  rate=None, ptime=20, pt=None, profile=None,
-                 uri=None, level_ext=None):
+                 uri=None, level_ext=None, host="127.0.0.1"):
         self.name = name
+        self.host = host
         self.outdir = outdir
         self.tone = tone
         self.level = level
@@ -62,7 +63,7 @@ class UE:
         self.profile = profile
         self.uri = uri or "sip:%s@example.org" % name.lower()
         self.level_ext = level_ext
-        self.port = free_port()
+        self.port = free_port(host=host)
         self.wav = os.path.join(outdir, "%s.wav" % name)
         self.keyargs = []
         self.proc = None
@@ -71,7 +72,9 @@ class UE:
 
     @property
     def addr(self):
-        return "127.0.0.1:%d" % self.port
+        if ":" in self.host:
+            return "[%s]:%d" % (self.host, self.port)
+        return "%s:%d" % (self.host, self.port)
 
     def inline(self, tmp):
         """Make inline keys; return the leg's srtp "key" object."""
