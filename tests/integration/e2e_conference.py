@@ -79,6 +79,26 @@ with suite.case("all four were talkers mid-conference"):
     t = r.conf_mid.get("talkers", [])
     expect(len(t) == len(r.ues), "talkers %s" % t)
 
+with suite.case("bridge level per leg: -20 dBFS sine = -23 dBov (+-2)"):
+    # alice sends RFC 6464 levels encrypted (RFC 6904), bob in clear
+    legs = {l.get("participant"): l for l in r.conf_mid.get("legs", [])}
+    for ue in r.ues:
+        lv = legs.get(ue.uri, {}).get("level_dbov")
+        expect(isinstance(lv, (int, float)) and abs(lv + 23) <= 2,
+               "%s: level_dbov %s" % (ue.name, lv))
+
+with suite.case("RFC 6464 levels reach the bridge (alice's RFC 6904-"
+                "encrypted): exactly the 23 sent"):
+    # uemedia sends level 23 (-dBov) in every packet; the bridge reports
+    # that value for legs with audio_level_ext.  A header extension that
+    # was not decrypted would read as another value.
+    for ue in r.ues:
+        if not ue.level_ext:
+            continue
+        lv = legs.get(ue.uri, {}).get("level_dbov")
+        expect(isinstance(lv, (int, float)) and abs(lv + 23) < 0.05,
+               "%s: level_dbov %s" % (ue.name, lv))
+
 with suite.case("active join with a wrong proof refused by the KMS"):
     rc, key, err = r.intruder_join
     expect(rc != 0 and key is None, "ue conf-join rc %s" % rc)

@@ -30,15 +30,16 @@ from kmsetup import UE, Kms, start_bridged
 FOCUS = "bridge1.keymix.test"
 
 PEOPLE = [
-    # name, how they join, codec, rate, tone Hz, SRTP profile
+    # name, how they join, codec, rate, tone Hz, SRTP profile,
+    # RFC 6464 audio level: None, "clear" or "encrypted" (RFC 6904)
     ("alice", "chairman, passive join (K1)", "opus", 48000, 400,
-     "AES_CM_128_HMAC_SHA1_80"),
+     "AES_CM_128_HMAC_SHA1_80", "encrypted"),
     ("bob", "invited, passive join (K2)", "opus", 48000, 700,
-     "AEAD_AES_128_GCM"),
+     "AEAD_AES_128_GCM", "clear"),
     ("carol", "invited, passive join (K3)", "g722", 16000, 1100,
-     "AES_256_CM_HMAC_SHA1_80"),
+     "AES_256_CM_HMAC_SHA1_80", None),
     ("dave", "active join with the secret", "pcma", 8000, 1700,
-     "AES_CM_128_HMAC_SHA1_80"),
+     "AES_CM_128_HMAC_SHA1_80", None),
 ]
 INTRUDER = "erin"
 LEVEL = -20.0
@@ -118,9 +119,11 @@ def run_conference(procs, tmp, outdir, certs, duration=8.0, log=print,
                           max_talkers=len(people))
     r.ues = []
     r.legs = {}
-    for name, how, codec, rate, tone, prof in people:
+    for name, how, codec, rate, tone, prof, alevel in people:
         ue = UE(name, outdir, tone=tone, level=LEVEL, codec=codec,
-                rate=rate, profile=prof, uri=uri(name))
+                rate=rate, profile=prof, uri=uri(name),
+                level_ext=1 if alevel else None,
+                encrypt_ext=alevel == "encrypted")
         ue.how = how
         ref = r.join_ref if "active" in how else r.ref
         body = ue.leg_body(key={"kms": {"conference": ref,
@@ -130,8 +133,10 @@ def run_conference(procs, tmp, outdir, certs, duration=8.0, log=print,
         ue.leg_key(tmp, r.keys[uri(name)])
         r.legs[name] = leg
         r.ues.append(ue)
-        log("   leg %-6s %-5s %s -> bridge %s (key fetched over NDS)" % (
-            name, CODEC_NAME[codec], ue.addr, leg["local"]))
+        log("   leg %-6s %-5s %s -> bridge %s (key fetched over NDS%s)" % (
+            name, CODEC_NAME[codec], ue.addr, leg["local"],
+            {"clear": "; audio level", "encrypted":
+             "; audio level, encrypted"}.get(alevel, "")))
     st, js = api.add_leg_status(r.conf_id, UE(
         INTRUDER, outdir, codec="opus", profile="AES_CM_128_HMAC_SHA1_80",
         uri=uri(INTRUDER)).leg_body(key={"kms": {

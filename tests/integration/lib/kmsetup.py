@@ -50,8 +50,10 @@ class UE:
 
     def __init__(self, name, outdir, tone=None, level=-20.0, codec="opus",
                  rate=None, ptime=20, pt=None, profile=None,
-                 uri=None, level_ext=None, host="127.0.0.1"):
+                 uri=None, level_ext=None, host="127.0.0.1",
+                 encrypt_ext=False):
         self.name = name
+        self.encrypt_ext = encrypt_ext
         self.host = host
         self.outdir = outdir
         self.tone = tone
@@ -99,6 +101,8 @@ class UE:
             body["audio_level_ext"] = self.level_ext
         if self.profile:
             body["srtp"] = {"profile": self.profile, "key": key}
+            if self.encrypt_ext and self.level_ext:
+                body["srtp"]["encrypted_ext"] = [self.level_ext]
         else:
             body["srtp"] = None
         body.update(extra)
@@ -116,6 +120,8 @@ class UE:
             a += ["--tone", "%g:%g" % (self.tone, self.level)]
         if self.level_ext:
             a += ["--audio-level-ext", str(self.level_ext)]
+            if self.encrypt_ext:
+                a.append("--encrypt-ext")
         if self.profile:
             a += ["--profile", self.profile] + self.keyargs
         return a + list(extra)
