@@ -171,6 +171,43 @@ with suite.case("demo.sh refuses clearly when pieces are missing"):
            "message: %r" % r.stderr)
     expect("Level of each" not in r.stdout, "printed a table anyway")
 
+# ----------------------------------- a KMS leg key, as the ue tool gets it
+if all(os.access(binary(b), os.X_OK) for b in ("kmsd", "ue")):
+    with suite.case("--leg-key from `ue conf-answer` talks to the bridge "
+                    "side of the inline keys `ue --print-keys` prints"):
+        from kmsetup import Kms, kv_profiles, self_signed
+        kms = Kms(procs, T, self_signed(T), nds=False)
+        kms.start()
+        for n in ("sip:ann@example.org", "sip:ben@example.org"):
+            kms.provision(n)
+        rc, inv, err = kms.ue("sip:ann@example.org", "conf-invite", "--to",
+                              "sip:ben@example.org", "--focus",
+                              "bridge1.keymix.test", "--new")
+        expect(rc == 0, "conf-invite: %s" % err)
+        rc, out, err = kms.ue("sip:ben@example.org", "conf-answer",
+                              "--from", "sip:ann@example.org", "--invite",
+                              inv["invite"], "--print-keys", raw=True)
+        expect(rc == 0, "conf-answer: %s" % err)
+        kms.stop()
+        leg = [ln.split("=", 1)[1] for ln in out.splitlines()
+               if ln.startswith("leg_key=")][0]
+        prof = "AEAD_AES_256_GCM"
+        tx, rx = kv_profiles(out)[prof]     # the participant's view
+        ben = UE("ben", T, tone=880, level=-14, codec="opus", profile=prof)
+        ben.leg_key(T, leg)
+        brg = UE("brg", T, tone=330, level=-14, codec="opus", profile=prof)
+        brg.keyargs = ["--tx-key", rx, "--rx-key", tx]   # bridge's view
+        ben.start(procs, brg.addr, 1.2)
+        brg.start(procs, ben.addr, 1.2)
+        s1, s2 = ben.finish(), brg.finish()
+        expect(s1.get("auth_failures") == 0 and
+               s2.get("auth_failures") == 0, "auth failures %s %s"
+               % (s1, s2))
+        ok, m = kmaudio.has_tone(brg.wav, 880, -14, 1.0, 0.4, 1.1)
+        expect(ok, "the bridge side hears ben at %.2f" % m)
+        ok, m = kmaudio.has_tone(ben.wav, 330, -14, 1.0, 0.4, 1.1)
+        expect(ok, "ben hears the bridge side at %.2f" % m)
+
 # --------------------------------------------------- the RTP on the wire
 with suite.case("plain RTP: own SSRC, seq +1, G.722 8 kHz clock, levels"):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

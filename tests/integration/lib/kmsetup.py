@@ -233,6 +233,35 @@ def make_certs():
     return d
 
 
+def self_signed(tmp):
+    """A directory with a self-signed kms.keymix.test certificate under
+    the names Kms expects (no NDS listener: that needs `make certs`)."""
+    d = os.path.join(tmp, "selfsigned")
+    os.makedirs(d, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    os.path.join(d, "kmsd-nds.key"), "-out",
+                    os.path.join(d, "kmsd-nds.crt"), "-days", "2",
+                    "-subj", "/CN=" + Kms.SERVER_NAME, "-addext",
+                    "subjectAltName=DNS:" + Kms.SERVER_NAME],
+                   check=True, capture_output=True, timeout=30)
+    with open(os.path.join(d, "kmsd-nds.crt")) as f:
+        crt = f.read()
+    with open(os.path.join(d, "ca.crt"), "w") as f:
+        f.write(crt)
+    return d
+
+
+def kv_profiles(text):
+    """The "profile=NAME tx=B64 rx=B64" lines of ue --print-keys."""
+    d = {}
+    for line in text.splitlines():
+        if line.startswith("profile="):
+            f = dict(p.split("=", 1) for p in line.split())
+            d[f["profile"]] = (f["tx"], f["rx"])
+    return d
+
+
 def kv(text):
     """ue/kmsd key=value output -> dict ("profile=" lines skipped)."""
     d = {}
@@ -315,8 +344,9 @@ class Kms:
             raise RuntimeError("kmsd admin %s: %s" % (args[0], r.stderr))
         return r
 
-    def ue(self, who, cmd, *args):
-        """Run `ue CMD` as identity who; return (rc, dict, stderr)."""
+    def ue(self, who, cmd, *args, raw=False):
+        """Run `ue CMD` as identity who; return (rc, dict, stderr), or
+        (rc, stdout text, stderr) with raw."""
         r = subprocess.run(
             [binary("ue"), cmd, "--state",
              os.path.join(self.tmp, "ue-%s.json" % who.replace("/", "_")),
@@ -324,7 +354,8 @@ class Kms:
              "--ca", os.path.join(self.certs, "ca.crt"),
              "--server-name", self.SERVER_NAME] + [str(a) for a in args],
             capture_output=True, text=True, timeout=30)
-        return r.returncode, kv(r.stdout), r.stderr.strip()
+        return (r.returncode, r.stdout if raw else kv(r.stdout),
+                r.stderr.strip())
 
     def provision(self, who):
         cred = kv(self.admin("add-identity", who).stdout)["cred"]
