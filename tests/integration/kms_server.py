@@ -207,6 +207,10 @@ def main():
         check("harness", False, repr(ex))
     finally:
         k.stop()
+        log = open(os.path.join(tmp, "kmsd.log")).read()
+        check("no sanitizer report from kmsd",
+              "Sanitizer" not in log and "runtime error" not in log,
+              log[:2000])
     if failed == 0:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
