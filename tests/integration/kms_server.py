@@ -126,6 +126,43 @@ def main():
         r = recv(s)
         check("stale bootstrap refused with a clear code",
               r and r.get("error") == "stale", r)
+        big = b'{"v":1,"type":"nope","pad":"' + b"x" * 16340 + b'"}'
+        send(s, big)
+        r = recv(s)
+        check("a frame of %d bytes (near the limit) is handled" % len(big),
+              r and r.get("error") == "unsupported", r)
+        s.sendall(b"".join(struct.pack(">I", 21) + b'{"v":1,"type":"nope"}'
+                           for _ in range(20)))
+        rs = [recv(s) for _ in range(20)]
+        check("20 pipelined requests get 20 answers in order",
+              all(r and r.get("error") == "unsupported" for r in rs))
+        # a client that writes but does not read: kmsd stops reading it
+        # once 64 KiB of answers wait, and loses nothing
+        def rss():
+            for l in open("/proc/%d/status" % k.proc.pid):
+                if l.startswith("VmRSS:"):
+                    return int(l.split()[1])
+            return 0
+        r0 = rss()
+        slow = k.connect()
+        req = struct.pack(">I", 21) + b'{"v":1,"type":"nope"}'
+        slow.settimeout(2)
+        sent = 0
+        try:
+            for _ in range(200):
+                slow.sendall(req * 100)
+                sent += 100
+        except (socket.timeout, ssl.SSLError, OSError):
+            pass
+        grown = rss() - r0
+        slow.settimeout(20)
+        got = 0
+        while got < sent and (recv(slow) or {}).get("error"):
+            got += 1
+        check("slow reader: memory bounded (%d KiB grown) and %d/%d "
+              "answers" % (grown, got, sent), grown < 16384 and
+              got == sent and sent > 0)
+        slow.close()
         s.sendall(struct.pack(">I", 1 << 20))
         r = recv(s)
         check("oversized frame: error, then the connection closes",
