@@ -654,7 +654,11 @@ int kms_conf_ensure(struct kms_store *s, const char *ref,
 		return err;
 	if (c.active || strcmp(c.focus, focus) || strcmp(c.chairman, chairman))
 		return EACCES;
-	return 0;
+	/* a conference lives as long as its newest leg */
+	if (expires > c.expires_s)
+		err = run(s, prep(s, "UPDATE confs SET expires=? WHERE ref=?",
+				  "is", expires, ref));
+	return err;
 }
 
 int kms_conf_kjoin(struct kms_store *s, const char *ref, uint8_t kjoin[32])
