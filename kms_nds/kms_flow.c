@@ -278,8 +278,13 @@ static int do_bootstrap(struct rq *r)
 	if (err)
 		return err;
 	err = kms_id_cred(r->s, id, cred);
-	if (err == ENOENT)
-		return fail(r, "auth-failed", "unknown identity");
+	if (err == ENOENT) {
+		/* same work and same answer as a wrong MAC */
+		memset(cred, 0, sizeof(cred));
+		kms_boot_mac(cred, r->ctx->exporter, id,
+			     (uint64_t)json_integer_value(jt), nonce, want);
+		return fail(r, "auth-failed", "credential proof wrong");
+	}
 	if (err)
 		return fail(r, "internal", "credential store");
 	err = kms_boot_mac(cred, r->ctx->exporter, id,

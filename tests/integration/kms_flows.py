@@ -55,6 +55,7 @@ class Env:
         self.proc = None
         self.port = None
         self.extra = []
+        self.san = []
         self.db = ["--db", os.path.join(tmp, "kms.db"),
                    "--storage-key", os.path.join(tmp, "storage.key")]
         subprocess.run([KMSD, "keygen", os.path.join(tmp, "storage.key")],
@@ -111,6 +112,8 @@ class Env:
              "--ca", os.path.join(self.tmp, "kms.crt"),
              "--server-name", "kms.keymix.test"] + list(args),
             capture_output=True, text=True, env=self.env(), timeout=30)
+        if "Sanitizer" in r.stderr or "runtime error" in r.stderr:
+            self.san.append(r.stderr)
         return r.returncode, kv(r.stdout), r.stderr
 
     def provision(self, who):
@@ -383,6 +386,10 @@ def main():
         check("harness", False, repr(ex))
     finally:
         e.stop()
+        log = open(os.path.join(tmp, "kmsd.log")).read()
+        check("no sanitizer report from kmsd or ue",
+              not e.san and "Sanitizer" not in log and
+              "runtime error" not in log, "".join(e.san)[:2000] + log[:2000])
         if failed == 0:
             shutil.rmtree(tmp, ignore_errors=True)
         else:

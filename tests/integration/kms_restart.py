@@ -157,6 +157,10 @@ def main():
         if state["proc"]:
             state["proc"].terminate()
             state["proc"].wait()
+        log = open(os.path.join(tmp, "kmsd.log")).read()
+        check("no sanitizer report from kmsd",
+              "Sanitizer" not in log and "runtime error" not in log,
+              log[:2000])
     if failed == 0:
         shutil.rmtree(tmp, ignore_errors=True)
     else:

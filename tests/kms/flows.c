@@ -401,6 +401,33 @@ static void t_conf_passive(void **state)
 	kms_wipe(&lk, sizeof(lk));
 }
 
+static void t_conf_lifetime(void **state)
+{
+	struct fx *f = *state;
+	struct kms_legkey lk;
+	struct ue_key kb, kc;
+
+	assert_int_equal(ue_invite(f->ue[ALICE], "bob", "bridge1", NULL, "l",
+				   1, stmt, sizeof(stmt)), 0);
+	assert_int_equal(ue_answer(f->ue[BOB], "conf-passive", "alice", NULL,
+				   stmt, reply, sizeof(reply), &kb), 0);
+	/* 20 h later (tokens still valid) carol is invited */
+	set_clock(20 * 3600);
+	assert_int_equal(ue_invite(f->ue[ALICE], "carol", "bridge1", NULL,
+				   "l", 0, stmt, sizeof(stmt)), 0);
+	assert_int_equal(ue_answer(f->ue[CAROL], "conf-passive", "alice",
+				   NULL, stmt, reply, sizeof(reply), &kc), 0);
+	assert_string_equal(kb.ref, kc.ref);
+	/* at 30 h bob's leg has expired, carol's and the conference not */
+	set_clock(30 * 3600);
+	assert_int_equal(kms_store_legkey_get(f->s, kb.ref, "bob", kms_now(),
+					      &lk), EKEYEXPIRED);
+	assert_int_equal(kms_store_legkey_get(f->s, kb.ref, "carol",
+					      kms_now(), &lk), 0);
+	assert_memory_equal(lk.key, kc.leg_key, 32);
+	kms_wipe(&lk, sizeof(lk));
+}
+
 static void t_conf_focus(void **state)
 {
 	struct fx *f = *state;
@@ -741,6 +768,7 @@ int kms_test_flows(void)
 		T(t_bootstrap), T(t_bootstrap_needs_channel), T(t_p2p),
 		T(t_p2p_identities), T(t_p2p_tampered), T(t_stale_request),
 		T(t_token_expired), T(t_kkms_grace), T(t_conf_passive),
+		T(t_conf_lifetime),
 		T(t_conf_focus), T(t_active_join), T(t_active_rate_conf),
 		T(t_rekey), T(t_fork), T(t_deferred), T(t_malformed),
 		T(t_store_persist), T(t_fixtures),
