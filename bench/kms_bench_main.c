@@ -160,7 +160,8 @@ int main(int argc, char **argv)
 		kms_wipe(&lk, sizeof(lk));
 	}
 	t1 = cpu_now();
-	printf("bridge_fetch_store=%zu ok=%zu cpu_s=%.3f per_core_per_s=%.0f\n",
+	printf("bridge_fetch_store=%zu ok=%zu cpu_s=%.3f "
+	       "per_core_per_s=%.0f\n",
 	       n, ok, t1 - t0, (double)ok / (t1 - t0));
 	for (i = 0; i < c.n; i++)
 		free(c.req[i]);

@@ -45,9 +45,10 @@ static void usage(void)
 "                  [--token-lifetime S] [--kkms-lifetime S] [--kkms-grace S]\n"
 "                  [--window S] [--invite-validity S] [--leg-lifetime S]\n"
 "                  [--rekey-overlap S] [--mbx-retention S]\n"
-"                  [--max-conns N] [--idle-timeout MS] [--request-timeout MS]\n"
-"                  [--nds ADDR:PORT --nds-cert PEM --nds-key PEM --nds-ca PEM\n"
-"                   [--audit-log FILE]]\n"
+"                  [--max-conns N] [--idle-timeout MS]\n"
+"                  [--request-timeout MS]\n"
+"                  [--nds ADDR:PORT --nds-cert PEM --nds-key PEM\n"
+"                   --nds-ca PEM [--audit-log FILE]]\n"
 "       kmsd keygen FILE                       (new storage key, mode 0600)\n"
 "       kmsd admin --db FILE --storage-key FILE COMMAND ...\n"
 "  add-identity ID            provision ID; prints cred=<base64url>\n"
@@ -146,11 +147,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (strcmp(a, nopt[j].name))
 				continue;
 			if (parse_ul(argv[++i], &v)) {
-				fprintf(stderr, "kmsd: bad number for %s\n", a);
+				fprintf(stderr, "kmsd: bad number for %s\n",
+					a);
 				return EINVAL;
 			}
 			if (nopt[j].ul)
-				*(unsigned long *)((char *)o + nopt[j].off) = v;
+				*(unsigned long *)((char *)o +
+						   nopt[j].off) = v;
 			else
 				*(uint32_t *)((char *)&o->cfg + nopt[j].off) =
 					(uint32_t)v;
