@@ -42,13 +42,16 @@ PROFILES = {
 }
 
 
-def run(profile):
+def run(profile, mode="mix"):
     cipher, auth = PROFILES[profile]
+    transcode = mode == "transcode"
     br = bt.Bridge(rtp_ports="32400-32499", workers=1,
                    config={"rtcp-interval-ms": 1000})
     outfile = os.path.join(br.dir, "gst.raw")
-    a = bt.Participant("alice", 500.0, profile="AES_CM_128_HMAC_SHA1_80")
+    a = bt.Participant("alice", 500.0, profile="AES_CM_128_HMAC_SHA1_80",
+                       codec="pcma" if transcode else "pcmu")
     c = bt.Participant("carol", 1400.0, profile="AEAD_AES_128_GCM")
+    parts = [a] if transcode else [a, c]
     g_rx, g_tx = bt.new_keys(profile)   # g_rx: GStreamer sends with it
     sock = Gio.Socket.new(Gio.SocketFamily.IPV4, Gio.SocketType.DATAGRAM,
                           Gio.SocketProtocol.UDP)
@@ -56,8 +59,8 @@ def run(profile):
     gport = sock.get_local_address().get_port()
     pipe = None
     try:
-        st, j = br.conf("g1", rate=48000)
-        for p in (a, c):
+        st, j = br.conf("g1", rate=48000, mode=mode)
+        for p in parts:
             st, j = br.leg("g1", **p.leg_body())
             p.joined(j)
         st, j = br.leg("g1", participant="sip:gst@example.org",
@@ -65,7 +68,8 @@ def run(profile):
                        remote="127.0.0.1:%d" % gport,
                        srtp={"profile": profile, "key": {"inline": {
                            "rx": bt.b64(g_rx), "tx": bt.b64(g_tx)}}})
-        T.check(st == 201, "%s: GStreamer's leg: %s" % (profile, j))
+        T.check(st == 201, "%s %s: GStreamer's leg: %s" %
+                (mode, profile, j))
         gleg = j["leg"]
         host, bport = j["local"].rsplit(":", 1)
         caps = ("application/x-srtp, media=(string)audio, "
@@ -106,7 +110,7 @@ def run(profile):
                                         lambda dec, ssrc: key_caps)
         T.check(pipe.set_state(Gst.State.PLAYING) !=
                 Gst.StateChangeReturn.FAILURE, "pipeline plays")
-        bt.run_media([a, c], 4.0)
+        bt.run_media(parts, 4.0)
         time.sleep(0.3)
         pipe.set_state(Gst.State.NULL)
         st, conf = br.get("g1")
@@ -124,17 +128,33 @@ def run(profile):
                                                            700))
         print("GStreamer heard %d samples: 500 Hz %.3f, 1400 Hz %.3f, "
               "own 700 Hz %.4f" % (len(x), p500, p1400, p700))
-        T.check(len(x) > 8000, "%s: GStreamer decoded the mix" % profile)
-        T.check(p500 > 0.05 and p1400 > 0.05,
-                "%s: GStreamer hears both participants" % profile)
-        T.check(p700 < 0.01, "%s: GStreamer does not hear itself" %
-                profile)
+        T.check(len(x) > 8000, "%s: GStreamer decoded the %s" %
+                (profile, mode))
+        if transcode:
+            # Opus 700 Hz at -13.5 dBFS <-> PCMA 500 Hz at -15.3 dBFS
+            lg, la = bt.rms_dbfs(x), bt.rms_dbfs(a.audio(1.0))
+            pa = bt.band_power(a.audio(1.0), 700.0)
+            print("transcode: GStreamer hears %.1f dBFS, alice %.1f dBFS"
+                  % (lg, la))
+            T.check(p500 > 0.9 and p700 < 0.01,
+                    "transcode: GStreamer hears alice's PCMA tone only")
+            T.check(pa > 0.9, "transcode: alice hears GStreamer's Opus "
+                    "tone only (%.3f)" % pa)
+            T.check(abs(lg - -15.3) < 3, "transcode: PCMA -> Opus level "
+                    "kept (%.1f dBFS, sent -15.3)" % lg)
+            T.check(abs(la - -13.5) < 3, "transcode: Opus -> PCMA level "
+                    "kept (%.1f dBFS, sent -13.5)" % la)
+        else:
+            T.check(p500 > 0.05 and p1400 > 0.05,
+                    "%s: GStreamer hears both participants" % profile)
+            T.check(p700 < 0.01, "%s: GStreamer does not hear itself" %
+                    profile)
+            for p in parts:
+                pw = bt.band_power(p.audio(1.0), 700.0)
+                T.check(pw > 0.05, "%s: %s hears GStreamer (%.3f)" %
+                        (profile, p.name, pw))
         T.check(len(rtcp_seen) >= 1, "%s: GStreamer verified the "
                 "bridge's SRTCP (%d)" % (profile, len(rtcp_seen)))
-        for p in (a, c):
-            pw = bt.band_power(p.audio(1.0), 700.0)
-            T.check(pw > 0.05, "%s: %s hears GStreamer (%.3f)" %
-                    (profile, p.name, pw))
     finally:
         if pipe:
             pipe.set_state(Gst.State.NULL)
@@ -145,4 +165,5 @@ def run(profile):
 
 for prof in PROFILES:
     run(prof)
+run("AEAD_AES_128_GCM", "transcode")
 T.done()
