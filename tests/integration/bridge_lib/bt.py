@@ -77,8 +77,13 @@ class Bridge:
             args += ["--config", cf]
         args += list(extra)
         self.errlog = open(os.path.join(self.dir, "stderr"), "w+")
+        env = dict(os.environ)
+        supp = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "asan.supp")
+        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
+                               ":suppressions=" + supp).lstrip(":")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
-                                     stderr=self.errlog, text=True)
+                                     stderr=self.errlog, text=True, env=env)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("ready control="):
             self.stop()
@@ -134,6 +139,16 @@ class Bridge:
 
     def get(self, cid):
         return self.request("GET", "/v1/conferences/" + cid)
+
+
+def wait_for(cond, timeout=5.0):
+    """Poll cond() until true or timeout (a deadline, not a measurement)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def b64(b):
