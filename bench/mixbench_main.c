@@ -144,19 +144,10 @@ static int make_packets(struct pkt *p, enum mix_codec codec, unsigned rate,
 	return 0;
 }
 
-/* the measured loop (callgrind: --toggle-collect=bench_ticks) */
-__attribute__((noinline)) void bench_ticks(struct mix_conf *c,
-					   struct mix_leg **legs,
-					   struct pkt **pk, unsigned nlegs,
-					   bool levels, unsigned ticks,
-					   uint64_t *now, uint32_t *ts,
-					   uint32_t ts_step);
-__attribute__((noinline)) void bench_ticks(struct mix_conf *c,
-					   struct mix_leg **legs,
-					   struct pkt **pk, unsigned nlegs,
-					   bool levels, unsigned ticks,
-					   uint64_t *now, uint32_t *ts,
-					   uint32_t ts_step)
+static inline void ticks_loop(struct mix_conf *c, struct mix_leg **legs,
+			      struct pkt **pk, unsigned nlegs, bool levels,
+			      unsigned ticks, uint64_t *now, uint32_t *ts,
+			      uint32_t ts_step)
 {
 	unsigned t, i;
 
@@ -172,6 +163,24 @@ __attribute__((noinline)) void bench_ticks(struct mix_conf *c,
 		*now += 20000;
 		*ts += ts_step;
 	}
+}
+
+/* the measured loop (callgrind: --toggle-collect=bench_ticks); the
+ * warm-up runs the same loop inlined elsewhere */
+__attribute__((noinline)) void bench_ticks(struct mix_conf *c,
+					   struct mix_leg **legs,
+					   struct pkt **pk, unsigned nlegs,
+					   bool levels, unsigned ticks,
+					   uint64_t *now, uint32_t *ts,
+					   uint32_t ts_step);
+__attribute__((noinline)) void bench_ticks(struct mix_conf *c,
+					   struct mix_leg **legs,
+					   struct pkt **pk, unsigned nlegs,
+					   bool levels, unsigned ticks,
+					   uint64_t *now, uint32_t *ts,
+					   uint32_t ts_step)
+{
+	ticks_loop(c, legs, pk, nlegs, levels, ticks, now, ts, ts_step);
 }
 
 static int run_scen(const struct scen *s, unsigned ticks)
@@ -208,7 +217,7 @@ static int run_scen(const struct scen *s, unsigned ticks)
 			return err;
 	}
 	step = mix_codec_clock(s->codec) / 50;
-	bench_ticks(c, legs, pk, s->legs, s->levels, warm, &now, &ts, step);
+	ticks_loop(c, legs, pk, s->legs, s->levels, warm, &now, &ts, step);
 	mix_conf_stats_get(c, &st0);
 	t0 = cpu_s();
 	bench_ticks(c, legs, pk, s->legs, s->levels, ticks, &now, &ts,
