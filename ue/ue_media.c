@@ -269,8 +269,9 @@ static void recv_rtcp(struct ue_media *m, uint8_t *pkt, size_t len,
 	struct ue_rtcp_seen seen;
 
 	if (m->kl_rx) {
-		enum keyleg_status s = keyleg_unprotect_rtcp(m->kl_rx, pkt,
-							     &len, now / 1000000);
+		enum keyleg_status s;
+
+		s = keyleg_unprotect_rtcp(m->kl_rx, pkt, &len, now / 1000000);
 
 		if (s != KEYLEG_OK) {
 			count_drop(m, s);
@@ -297,8 +298,9 @@ static void recv_rtp(struct ue_media *m, uint8_t *pkt, size_t len,
 	size_t n, at;
 
 	if (m->kl_rx) {
-		enum keyleg_status s = keyleg_unprotect_rtp(m->kl_rx, pkt,
-							    &len, now / 1000000);
+		enum keyleg_status s;
+
+		s = keyleg_unprotect_rtp(m->kl_rx, pkt, &len, now / 1000000);
 
 		if (s != KEYLEG_OK) {
 			count_drop(m, s);

@@ -80,7 +80,8 @@ static void find_level(const uint8_t *p, size_t len, uint16_t profile,
 
 	if (profile == EXT_ONE_BYTE) {
 		while (i < len) {
-			uint8_t eid = p[i] >> 4, l = (uint8_t)((p[i] & 15) + 1);
+			uint8_t eid = p[i] >> 4;
+			uint8_t l = (uint8_t)((p[i] & 15) + 1);
 
 			if (p[i] == 0) {            /* padding */
 				i++;

@@ -193,7 +193,8 @@ static void test_rtcp_sr_rr(void **state)
 {
 	struct ue_rx_src s;
 	struct ue_rtcp_info ri = {
-		.ssrc = 0x11223344, .sender = true, .ntp = 0x0102030405060708ull,
+		.ssrc = 0x11223344, .sender = true,
+		.ntp = 0x0102030405060708ull,
 		.rtp_ts = 12345, .packets = 50, .octets = 4000,
 		.cname = "alice", .now_ns = 2000000000ull,
 	};

@@ -1,4 +1,4 @@
-/** @file test_run.c  uemedia unit tests: a participant against a test bridge */
+/** @file test_run.c  uemedia unit tests: a participant vs a test bridge */
 
 #include <errno.h>
 #include <math.h>
@@ -32,7 +32,8 @@ struct run {
 };
 
 struct seen {
-	unsigned rtp, rtcp_sr, rtcp_rr, rtcp_bye, bad_seq, bad_ts, bad_ssrc, markers;
+	unsigned rtp, rtcp_sr, rtcp_rr, rtcp_bye;
+	unsigned bad_seq, bad_ts, bad_ssrc, markers;
 	unsigned levels_ok, sent_back;
 	struct sockaddr_storage ue;
 	socklen_t ue_len;
