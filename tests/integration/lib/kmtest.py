@@ -27,6 +27,10 @@ def binary(name):
     return os.path.join(BIN, name)
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "WARNING: ThreadSanitizer")
+
+
 class CaseFailed(Exception):
     pass
 
@@ -64,6 +68,7 @@ class Suite:
         self.failures = []
         self.tmp = tempfile.mkdtemp(prefix="keymix-%s-" % name)
         self.logdir = os.path.join(BUILD, "test-logs", name)
+        shutil.rmtree(self.logdir, ignore_errors=True)   # no stale logs
         os.makedirs(self.logdir, exist_ok=True)
         print("== %s (logs: %s)" % (name, self.logdir), flush=True)
 
@@ -90,7 +95,30 @@ class Suite:
         print("FAIL setup: %s" % msg, flush=True)
         self.finish()
 
+    def sanitizer_reports(self):
+        """Names of this test's process logs holding a sanitizer report
+        (a process may report at exit, after its test case passed)."""
+        bad = []
+        for f in sorted(os.listdir(self.logdir)):
+            if not f.endswith(".err"):
+                continue
+            try:
+                with open(os.path.join(self.logdir, f),
+                          errors="replace") as fh:
+                    txt = fh.read()
+            except OSError:
+                continue
+            if any(m in txt for m in SANITIZER_MARKS):
+                bad.append(f)
+        return bad
+
     def finish(self):
+        san = self.sanitizer_reports()
+        if san:
+            self.failed += 1
+            self.failures.append("sanitizer")
+            print("FAIL sanitizer reports in %s (see %s)" % (
+                ", ".join(san), self.logdir), flush=True)
         if self.failures:
             print("failed: " + ", ".join(self.failures))
         print("%d passed, %d failed" % (self.passed, self.failed),
