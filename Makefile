@@ -96,7 +96,7 @@ $(BUILD)/lib/%.a:
 	$(AR) rcs $@ $^
 
 .PHONY: all deps build check test asan asan-build tsan demo bench \
-	bench-quick fuzz certs clean distclean valgrind
+	bench-quick fuzz fuzz-build certs clean distclean valgrind
 .DEFAULT_GOAL := all
 
 all: $(SRTP_LIB) $(BINS) $(TEST_BINS) $(FUZZ_REPLAY)
@@ -143,12 +143,31 @@ bench-quick: deps
 	$(MAKE) all
 	KEYMIX_BUILD=$(TOP)/$(BUILD) bash bench/run.sh quick
 
+# libFuzzer: a separate clang tree; every tests/fuzz/T.c runs SECONDS
+# seconds over a scratch copy of its corpus (new finds stay in build/).
+SECONDS ?= 60
+LIBFUZZER_VARS = BUILD=build/libfuzzer CC=clang OPT="-O1 -g" \
+	SAN="-fsanitize=fuzzer-no-link,address,undefined"
+LIBFUZZER_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/libfuzzer-bin/%,\
+	$(FUZZ_SRCS))
+$(BUILD)/libfuzzer-bin/%: $(BUILD)/obj/tests/fuzz/%.o $(MODULE_LIBS) \
+		$(SRTP_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $(filter %.o,$^) \
+		-Wl,--start-group $(MODULE_LIBS) $(SRTP_LIB) -Wl,--end-group \
+		$(SYS_LIBS)
+fuzz-build: $(LIBFUZZER_BINS)
+
+fuzz: deps
+	$(MAKE) -j$(NPROC) $(LIBFUZZER_VARS) fuzz-build
+	bash tests/fuzz/run.sh build/libfuzzer/libfuzzer-bin $(SECONDS)
+
 certs:
 	bash scripts/certs.sh $(BUILD)/certs
 
 clean:
 	rm -rf build/obj build/lib build/bin build/tests build/fuzz \
-		build/asan build/tsan
+		build/asan build/tsan build/libfuzzer
 
 distclean:
 	rm -rf build demo-out
