@@ -631,9 +631,15 @@ static void fill_gap(struct mix_leg *l, struct mix_jb_slot *nx, bool need)
 	cl = gap < want ? gap : want;
 	if (l->cfg.codec == MIX_CODEC_OPUS)
 		cl -= cl % 120; /* PLC in multiples of 2.5 ms */
-	if (cl <= 0) {
+	if (cl <= 0 && nx) {
 		/* a sliver smaller than a PLC unit: skip to the packet */
 		l->jb.pos = nx->ts;
+		return;
+	}
+	if (cl <= 0) {
+		n = c->frame - l->fifo_n;
+		fifo_zero(l, n);
+		l->jb.pos += smp2clk(l, n);
 		return;
 	}
 	n = clk2smp(l, cl);
@@ -968,9 +974,13 @@ static void mix_outputs(struct mix_conf *c)
 	for (i = 0; i < c->nlegs; i++) {
 		struct mix_leg *l = c->legs[i];
 
-		if (l->src == SRC_NONE)
-			continue;
 		l->since += (uint64_t)c->cfg.ptime_ms * l->clock / 1000;
+		if (l->src == SRC_NONE) {
+			/* not sending: time still runs, the next packet
+			 * starts a talkspurt */
+			l->marker_next = true;
+			continue;
+		}
 		if (l->src == SRC_OWN)
 			mix_stream_send(l, &l->own);
 		else if (l->grp->st.active)
