@@ -30,7 +30,6 @@
 #define HOLD_MS       500     /* a talker is kept at least this long  */
 #define SWAP_DB       6.0f    /* margin to replace a talker           */
 #define CONC_MAX_MS   200     /* concealment fades to silence after   */
-#define OWN_HANG_MS   100     /* own stream kept after talking stops  */
 #define SILENT_LEVEL  127
 
 bool mix_opt_clone = true;
@@ -889,9 +888,34 @@ static void leg_to_own(struct mix_conf *c, struct mix_leg *l)
 	l->src = SRC_OWN;
 }
 
+/*
+ * How long a leg stays on its own stream after it stops talking, in
+ * ticks.  Its own encoder and the group's then code the same audio, and
+ * the switch back is inaudible once their states agree (measured by
+ * test_switch_clean): Opus within 100 ms; G.722's ADPCM needs up to
+ * 800 ms (1 s taken); G.711 only needs the resampler's memory refilled.
+ */
+static unsigned own_hang_ticks(const struct mix_leg *l)
+{
+	unsigned ms;
+
+	switch (l->cfg.codec) {
+	case MIX_CODEC_OPUS:
+		ms = 100;
+		break;
+	case MIX_CODEC_G722:
+		ms = 1000;
+		break;
+	default:
+		ms = 40;
+		break;
+	}
+	return ms / l->conf->cfg.ptime_ms;
+}
+
 static void choose_sources(struct mix_conf *c)
 {
-	unsigned i, hang = OWN_HANG_MS / c->cfg.ptime_ms;
+	unsigned i;
 
 	for (i = 0; i < c->nlegs; i++) {
 		struct mix_leg *l = c->legs[i];
@@ -903,7 +927,7 @@ static void choose_sources(struct mix_conf *c)
 		if (l->talker) {
 			if (l->src != SRC_OWN)
 				leg_to_own(c, l);
-			l->own_hang = hang;
+			l->own_hang = own_hang_ticks(l);
 			continue;
 		}
 		if (l->src == SRC_OWN) {
