@@ -338,6 +338,38 @@ static void test_talker_hysteresis(void **state)
 	sim_free(&s);
 }
 
+/* a leg that stops receiving audio and resumes: timestamps jump by the
+ * pause and the marker is set */
+static void test_send_pause(void **state)
+{
+	struct mix_conf_cfg cfg;
+	struct sim s;
+	struct party *b;
+	unsigned pk, mk;
+
+	(void)state;
+	mix_conf_cfg_default(&cfg);
+	cfg.rate = 8000;
+	sim_init(&s, &cfg);
+	sim_add(&s, MIX_CODEC_PCMU, 500, 0.1, false);
+	b = sim_add(&s, MIX_CODEC_PCMU, 0, 0, false);
+	sim_run(&s, 10);
+	pk = b->rx_packets;
+	mk = b->rx_markers;
+	assert_int_equal(mk, 1);
+	b->lcfg.send = false;
+	assert_int_equal(mix_leg_update(b->leg, &b->lcfg), 0);
+	sim_run(&s, 10);
+	assert_int_equal(b->rx_packets, pk);
+	b->lcfg.send = true;
+	assert_int_equal(mix_leg_update(b->leg, &b->lcfg), 0);
+	sim_run(&s, 1);
+	assert_int_equal(b->rx_packets, pk + 1);
+	assert_int_equal(b->rx_markers, mk + 1);
+	assert_int_equal(b->last_ts_inc, 11 * 160);
+	sim_free(&s);
+}
+
 int tmix_run_unit(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -348,6 +380,7 @@ int tmix_run_unit(void)
 		cmocka_unit_test(test_api_validation),
 		cmocka_unit_test(test_mute_and_gain),
 		cmocka_unit_test(test_talker_hysteresis),
+		cmocka_unit_test(test_send_pause),
 	};
 	return cmocka_run_group_tests_name("mixer_unit", tests, NULL, NULL);
 }
