@@ -75,7 +75,9 @@ struct nds_conn {
 
 static time_t srv_now(const struct kms_nds_srv *srv)
 {
-	return time(NULL) + srv->clock_offset;
+	time_t t = srv->be.now ? (time_t)srv->be.now() : time(NULL);
+
+	return t + srv->clock_offset;
 }
 
 /** Test hook: move the listener's clock (expiry checks) */

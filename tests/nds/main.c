@@ -13,5 +13,6 @@ int main(void)
 	fails += run_msg_tests();
 	fails += run_cert_tests();
 	fails += run_link_tests();
+	fails += run_store_tests();
 	return fails ? 1 : 0;
 }
