@@ -958,8 +958,8 @@ int bridge_kms_fetch(struct bridge *b, const char *conf_ref,
 		return ENOTCONN;
 	}
 	b->kms_fetches++;
-	e = kms_client_fetch_legkey(b->kms, conf_ref, participant, key,
-				    &klen, &gen, err, errsz);
+	e = kmslink_fetch(b, conf_ref, participant, key, &klen, &gen, err,
+			  errsz);
 	if (e) {
 		b->kms_failures++;
 		if (!err[0])
