@@ -871,7 +871,8 @@ static int parse_leg(json_t *j, struct conf *c, struct leg_params *par,
 		return 400;
 	}
 	snprintf(par->participant, sizeof(par->participant), "%s", who);
-	if (baddr_parse(&par->remote, remote)) {
+	if (baddr_parse(&par->remote, remote) ||
+	    baddr_port(&par->remote) == 0) {
 		snprintf(err, ERRSZ, "'remote' must be IPv4:PORT or "
 			 "[IPv6]:PORT, got '%s'", remote);
 		return 400;

@@ -103,6 +103,8 @@ try:
          {"participant": "sip:a@b", "codec": "pcmu"}),
         ("leg: bad remote", "/v1/conferences/c1/legs", None,
          leg(remote="localhost:5")),
+        ("leg: remote port 0", "/v1/conferences/c1/legs", None,
+         leg(remote="127.0.0.1:0")),
         ("leg: payload_type wrong type", "/v1/conferences/c1/legs", None,
          leg(payload_type="0")),
         ("leg: bad base64", "/v1/conferences/c1/legs", None,
@@ -231,6 +233,18 @@ try:
 finally:
     rc = br.stop(signal.SIGTERM)
 T.check(rc == 0, "SIGTERM exit 0")
+
+# ---- IPv6 control listener ----
+p = subprocess.Popen([bt.BRIDGED, "--control", "[::1]:0", "--token-file",
+                      os.path.join(br.dir, "token"), "--rtp-ports",
+                      "32240-32249", "--workers", "1"],
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                     text=True)
+line = p.stdout.readline().strip()
+T.check(line.startswith("ready control=[::1]:"), "IPv6 ready line: %s" %
+        line)
+p.terminate()
+T.check(p.wait(timeout=10) == 0, "IPv6 bridged exits 0 on SIGTERM")
 
 # ---- overload: a worker at its leg limit refuses new legs ----
 br = bt.Bridge(rtp_ports="32220-32229", workers=1,
