@@ -291,7 +291,8 @@ static int check_key(struct kms_store *s)
 	release(s, st);
 	err = wrap(s, "meta", "check", zero, w, &wl);
 	if (!err)
-		err = run(s, prep(s, "INSERT INTO meta VALUES('check', ?)", "b",
+		err = run(s, prep(s, "INSERT INTO meta VALUES('check', ?)",
+				  "b",
 			       w, wl));
 	return err;
 }
@@ -386,7 +387,8 @@ int kms_id_cred(struct kms_store *s, const char *id, uint8_t cred[32])
 
 int kms_group_add(struct kms_store *s, const char *grp, const char *member)
 {
-	return run(s, prep(s, "INSERT OR IGNORE INTO groups VALUES(?, ?)", "ss",
+	return run(s, prep(s, "INSERT OR IGNORE INTO groups VALUES(?, ?)",
+			   "ss",
 			grp, member));
 }
 
@@ -403,7 +405,8 @@ static int exists(struct kms_store *s, sqlite3_stmt *st)
 
 int kms_group_has(struct kms_store *s, const char *grp, const char *member)
 {
-	return exists(s, prep(s, "SELECT 1 FROM groups WHERE grp=? AND member=?",
+	return exists(s, prep(s, "SELECT 1 FROM groups WHERE grp=? AND"
+			      " member=?",
 			   "ss", grp, member));
 }
 
@@ -625,7 +628,8 @@ int kms_conf_register(struct kms_store *s, const char *ref,
 		kms_wipe(kj, sizeof(kj));
 	}
 	if (!err)
-		err = run(s, prep(s, "INSERT INTO confs VALUES(?, ?, '', 1, ?, ?)",
+		err = run(s, prep(s, "INSERT INTO confs"
+				  " VALUES(?, ?, '', 1, ?, ?)",
 			       "ssbi", ref, focus, w, wl, expires));
 	for (i = 0; i < n_eligible && !err; i++)
 		err = run(s, prep(s, "INSERT OR IGNORE INTO eligible"
