@@ -826,7 +826,7 @@ static void h_conf_list(struct bridge *b, struct evhttp_request *req)
 
 	for (r = b->confs; r; r = r->next)
 		json_array_insert_new(a, 0, json_string(r->c->id));
-	reply_json(req, 200, json_pack("{s:o}", "conferences", a));
+	reply_json(req, 200, a);
 }
 
 /** Map a KMS client error to an HTTP status (502 refused, 503 down) */
