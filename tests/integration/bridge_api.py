@@ -109,6 +109,12 @@ try:
          leg(payload_type="0")),
         ("leg: bad base64", "/v1/conferences/c1/legs", None,
          leg(srtp=srtp(rx="!!notbase64!!"))),
+        ("leg: base64 with broken padding", "/v1/conferences/c1/legs",
+         None, leg(srtp=srtp(rx=KEY16[:-4] + "QQ="))),
+        ("leg: base64 with non-zero unused bits", "/v1/conferences/c1/legs",
+         None, leg(srtp=srtp("AEAD_AES_128_GCM",
+                             bt.b64(bytes(28))[:-3] + "B==",
+                             bt.b64(bytes(28))))),
         ("leg: srtp without key", "/v1/conferences/c1/legs", None,
          leg(srtp={"profile": "AES_CM_128_HMAC_SHA1_80"})),
         ("leg: srtp wrong type", "/v1/conferences/c1/legs", None,
@@ -151,10 +157,10 @@ try:
                                remote="[::1]:40002",
                                opus={"bitrate": 24000},
                                srtp=srtp("AEAD_AES_128_GCM",
-                                         bt.b64(bytes(28)),
+                                         bt.b64(bytes(28)).rstrip("="),
                                          bt.b64(bytes(28)))))
     T.check(st == 201 and j["local"].startswith("[::1]:"),
-            "IPv6 opus/GCM leg: 201 %s" % j)
+            "IPv6 opus/GCM leg (one key without '=' padding): 201 %s" % j)
     l2 = j["leg"]
     # ---- 404 ----
     for m, path in (("GET", "/v1/conferences/nope"),
