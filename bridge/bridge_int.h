@@ -134,6 +134,7 @@ struct baddr {
 int baddr_parse(struct baddr *a, const char *str);
 int baddr_format(const struct baddr *a, char *buf, size_t sz);
 int baddr_equal(const struct baddr *a, const struct baddr *b);
+uint16_t baddr_port(const struct baddr *a);
 uint64_t bridge_now_us(void);
 
 /* ---- legs and conferences (conf.c, leg.c) ---- */
@@ -364,6 +365,14 @@ int bridge_kms_fetch(struct bridge *b, const char *conf_ref,
 		     struct keyleg_keysalt *rx, struct keyleg_keysalt *tx,
 		     uint64_t *generation, char *err, size_t errsz);
 struct worker *bridge_pick_worker(struct bridge *b);
+
+/* ---- kmslink.c: the NDS client ---- */
+int kmslink_open(struct bridge *b, char *err, size_t errsz);
+void kmslink_close(struct bridge *b);
+int kmslink_reload(struct bridge *b);
+int kmslink_fetch(struct bridge *b, const char *conf_ref,
+		  const char *participant, uint8_t *key, size_t *key_len,
+		  uint32_t *generation, char *err, size_t errsz);
 
 /* ---- metrics.c ---- */
 struct evbuffer;
