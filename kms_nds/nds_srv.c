@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -712,6 +713,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 {
 	struct kms_nds_srv *srv = arg;
 	struct nds_conn *c;
+	int one = 1;
 	SSL *ssl;
 
 	(void)lis;
@@ -733,6 +735,8 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 		evutil_closesocket(fd);
 		return;
 	}
+	/* request/response: no Nagle delay on answers */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->srv = srv;
 	srv->st.accepted++;
 	peer_name(sa, c->peer, sizeof(c->peer));
