@@ -80,7 +80,8 @@ int kms_b64_encode(const uint8_t *in, size_t n, char *out, size_t outsz)
 	if ((n * 4 + 2) / 3 + 1 > outsz)
 		return EMSGSIZE;
 	for (i = 0; i + 2 < n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | in[i + 1] << 8 | in[i + 2];
+		uint32_t v = (uint32_t)in[i] << 16 | in[i + 1] << 8 |
+			     in[i + 2];
 
 		out[o++] = b64u[v >> 18];
 		out[o++] = b64u[(v >> 12) & 63];

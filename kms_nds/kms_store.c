@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -257,14 +258,25 @@ static int keyfile_read(const char *path, uint8_t key[32])
 int kms_store_open(struct kms_store **sp, const char *db_path,
 		   const char *key_file)
 {
+	struct stat st;
 	uint8_t k[32];
 	int err;
 
 	if (!sp || !db_path || !key_file)
 		return EINVAL;
 	err = keyfile_read(key_file, k);
-	if (!err)
+	if (!err && stat(key_file, &st) == 0 && (st.st_mode & 077))
+		fprintf(stderr, "kms: warning: storage key %s is readable by "
+			"group or others\n", key_file);
+	/* the database holds wrapped keys only; keep it private anyway
+	 * (SQLite gives its -wal and -shm files the database's mode) */
+	if (!err) {
+		int fd = open(db_path, O_RDWR | O_CREAT, 0600);
+
+		if (fd >= 0)
+			close(fd);
 		err = kms_store_open_key(sp, db_path, k);
+	}
 	kms_wipe(k, sizeof(k));
 	return err;
 }
@@ -291,7 +303,8 @@ static int check_key(struct kms_store *s)
 	release(s, st);
 	err = wrap(s, "meta", "check", zero, w, &wl);
 	if (!err)
-		err = run(s, prep(s, "INSERT INTO meta VALUES('check', ?)", "b",
+		err = run(s, prep(s, "INSERT INTO meta VALUES('check', ?)",
+				  "b",
 			       w, wl));
 	return err;
 }
@@ -386,7 +399,8 @@ int kms_id_cred(struct kms_store *s, const char *id, uint8_t cred[32])
 
 int kms_group_add(struct kms_store *s, const char *grp, const char *member)
 {
-	return run(s, prep(s, "INSERT OR IGNORE INTO groups VALUES(?, ?)", "ss",
+	return run(s, prep(s, "INSERT OR IGNORE INTO groups VALUES(?, ?)",
+			   "ss",
 			grp, member));
 }
 
@@ -403,7 +417,8 @@ static int exists(struct kms_store *s, sqlite3_stmt *st)
 
 int kms_group_has(struct kms_store *s, const char *grp, const char *member)
 {
-	return exists(s, prep(s, "SELECT 1 FROM groups WHERE grp=? AND member=?",
+	return exists(s, prep(s, "SELECT 1 FROM groups WHERE grp=? AND"
+			      " member=?",
 			   "ss", grp, member));
 }
 
@@ -625,7 +640,8 @@ int kms_conf_register(struct kms_store *s, const char *ref,
 		kms_wipe(kj, sizeof(kj));
 	}
 	if (!err)
-		err = run(s, prep(s, "INSERT INTO confs VALUES(?, ?, '', 1, ?, ?)",
+		err = run(s, prep(s, "INSERT INTO confs"
+				  " VALUES(?, ?, '', 1, ?, ?)",
 			       "ssbi", ref, focus, w, wl, expires));
 	for (i = 0; i < n_eligible && !err; i++)
 		err = run(s, prep(s, "INSERT OR IGNORE INTO eligible"

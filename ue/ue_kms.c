@@ -539,7 +539,8 @@ int ue_answer(struct ue *u, const char *kind, const char *from,
 	if (!err)
 		err = kms_random(rb, sizeof(rb));
 	if (!err)
-		err = make_request(u, from, u->id, rb, NULL, stmt, UE_STMT_MAX);
+		err = make_request(u, from, u->id, rb, NULL, stmt,
+				   UE_STMT_MAX);
 	if (!err) {
 		req = json_pack("{si ss ss ss ss ss}", "v", KMS_PROTO_VERSION,
 				"type", kind, "ida", from, "idb", u->id,
@@ -565,7 +566,7 @@ int ue_answer(struct ue *u, const char *kind, const char *from,
 		kms_fget_u32(&f, KMS_F_GEN, &gen);
 		k->generation = gen;
 		if (fork) {
-			/* Kb-media = KDF(K, Rb): C, also holding K, lacks Rb */
+			/* KDF(K, Rb): C also holds K but lacks Rb */
 			err = kms_fork_key(f.v[KMS_F_K], rb, from, u->id,
 					   k->leg_key);
 		}
@@ -720,7 +721,8 @@ int ue_retrieve(struct ue *u, const char *from, const char *ticket,
 	if (!err)
 		err = kms_random(rb, sizeof(rb));
 	if (!err)
-		err = make_request(u, from, u->id, rb, NULL, stmt, UE_STMT_MAX);
+		err = make_request(u, from, u->id, rb, NULL, stmt,
+				   UE_STMT_MAX);
 	if (!err) {
 		req = json_pack("{si ss ss ss ss ss}", "v", KMS_PROTO_VERSION,
 				"type", "retrieve", "ida", from, "idb", u->id,

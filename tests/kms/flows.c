@@ -1,4 +1,4 @@
-/** @file flows.c  Unit tests: every flow, UE library <-> KMS core in-process */
+/** @file flows.c  Unit tests: every flow, UE library <-> KMS core */
 
 #include <errno.h>
 #include <setjmp.h>
@@ -184,7 +184,8 @@ static void t_bootstrap_needs_channel(void **state)
 	char *resp = NULL, c[64];
 	const char *req = "{\"v\":1,\"type\":\"bootstrap\",\"id\":\"alice\","
 			  "\"time\":1,\"nonce\":\"AAAAAAAAAAAAAAAAAAAAAA\","
-			  "\"mac\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}";
+			  "\"mac\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+			  "AAAAAAAAA\"}";
 
 	assert_int_equal(kms_handle(f->s, &ctx, req, strlen(req), &resp), 0);
 	assert_string_equal(code_of(resp, c, sizeof(c)), "auth-failed");

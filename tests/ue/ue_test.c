@@ -177,7 +177,8 @@ static void t_print(void **state)
 	assert_null(strstr(out, "profile="));
 	free(out);
 	out = print_to_string(&a, 1);
-	assert_non_null(strstr(out, "leg_key=WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=\n"));
+	assert_non_null(strstr(out, "leg_key=WlpaWlpaWlpaWlpaWlpaWlpaWlpa"
+			       "WlpaWlpaWlpaWlo=\n"));
 	/* every profile; tx/rx are what keyleg derives, and the bridge's
 	 * rx is our tx */
 	for (p = 0; p < KEYLEG_PROFILE_COUNT; p++) {
