@@ -281,6 +281,13 @@ void fix_stats(struct srvfix *f, struct nds_srv_stats *st)
 	loop_run(f);
 }
 
+void fix_out_max(struct srvfix *f, size_t bytes, int sndbuf)
+{
+	loop_halt(f);
+	nds_srv_set_out_max(f->srv, bytes, sndbuf);
+	loop_run(f);
+}
+
 void fix_clock(struct srvfix *f, time_t offset)
 {
 	loop_halt(f);
@@ -314,6 +321,8 @@ struct raw {
 	int fd;
 };
 
+int raw_rcvbuf;
+
 int raw_tcp(uint16_t port)
 {
 	struct sockaddr_in sa;
@@ -322,6 +331,9 @@ int raw_tcp(uint16_t port)
 
 	if (fd < 0)
 		return -1;
+	if (raw_rcvbuf)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &raw_rcvbuf,
+			   sizeof(raw_rcvbuf));
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons(port);

@@ -399,6 +399,51 @@ static void test_server_survives(void **state)
 	assert_true(st.released > 0);
 }
 
+/*
+ * A node that pipelines many requests before reading: with the output
+ * bound set to a few answers, kmsd pauses reading while answers wait and
+ * resumes as they leave; every answer arrives, in order.
+ */
+static void test_slow_reader(void **state)
+{
+	struct raw *r;
+	uint8_t buf[256], f[128];
+	struct nds_msg m;
+	struct nds_enc e;
+	struct nds_srv_stats st;
+	struct srvfix f2;
+	size_t n;
+	int i;
+
+	(void)state;
+	memset(&f2, 0, sizeof(f2));
+	snprintf(f2.audit, sizeof(f2.audit), "%s", fix.audit);
+	assert_int_equal(fix_start(&f2, 0, 0, 0, 0), 0);
+	fix_out_max(&f2, 200, 4096);
+	raw_rcvbuf = 4096;
+	r = raw_open("bridge1", f2.port, 0);
+	raw_rcvbuf = 0;
+	assert_non_null(r);
+	for (i = 0; i < 1000; i++) {
+		nds_enc_begin(&e, f, sizeof(f), NDS_T_LEGKEY_REQ,
+			      (uint32_t)(i + 1));
+		nds_enc_str(&e, NDS_TAG_CONF_REF, "conf-1");
+		nds_enc_str(&e, NDS_TAG_PARTICIPANT, ALICE);
+		assert_int_equal(nds_enc_end(&e, &n), 0);
+		assert_int_equal(raw_send(r, f, n), 0);
+	}
+	for (i = 0; i < 1000; i++) {
+		assert_int_equal(raw_read_frame(r, buf, sizeof(buf), &n), 0);
+		assert_int_equal(nds_msg_parse(&m, buf + 4, n - 4), 0);
+		assert_int_equal(m.type, NDS_T_KEY_RESP);
+		assert_int_equal(m.req_id, (uint32_t)(i + 1));
+	}
+	fix_stats(&f2, &st);
+	assert_true(st.paused > 0);
+	raw_close(r);
+	fix_stop(&f2);
+}
+
 static void test_reuse(void **state)
 {
 	struct kms_client *c = client_for("bridge1", fix.port, 3000);
@@ -665,6 +710,7 @@ int run_link_tests(void)
 		cmocka_unit_test(test_truncated_times_out),
 		cmocka_unit_test(test_garbage_tcp),
 		cmocka_unit_test(test_server_survives),
+		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_reuse),
 		cmocka_unit_test(test_reconnect_restart),
 		cmocka_unit_test(test_idle_timeout),

@@ -48,6 +48,7 @@ int fix_start(struct srvfix *f, uint16_t port, unsigned idle_ms,
 void fix_stop(struct srvfix *f);
 void fix_stats(struct srvfix *f, struct nds_srv_stats *st);
 void fix_clock(struct srvfix *f, time_t offset);
+void fix_out_max(struct srvfix *f, size_t bytes, int sndbuf);
 extern struct srvfix fix;  /* the shared one (port chosen at start) */
 
 /* client for node `name` (e.g. "bridge1", "test/expired-bridge1") */
@@ -61,6 +62,7 @@ int raw_send(struct raw *r, const void *p, size_t n);
 int raw_read_frame(struct raw *r, uint8_t *buf, size_t cap, size_t *lenp);
 struct raw *raw_close(struct raw *r);
 int raw_tcp(uint16_t port);
+extern int raw_rcvbuf;  /* SO_RCVBUF of new raw sockets; 0 = default */
 
 /* test tables */
 int run_msg_tests(void);
