@@ -163,6 +163,8 @@ static void conn_close_after_write(struct nds_conn *c)
 {
 	c->closing = 1;
 	bufferevent_disable(c->bev, EV_READ);
+	/* a timeout disables its direction: writing must go on */
+	bufferevent_enable(c->bev, EV_WRITE);
 	evtimer_del(c->req_timer);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		conn_free_later(c);

@@ -517,6 +517,8 @@ static void test_idle_timeout(void **state)
 	assert_int_equal(kms_client_ping(c, err, sizeof(err)), 0);
 	fix_stats(&f2, &st);
 	assert_true(st.accepted >= 2);
+	/* the idle connection was freed, not just abandoned */
+	assert_int_equal(st.conns, 1);
 	kms_client_free(c);
 	fix_stop(&f2);
 }
