@@ -622,6 +622,218 @@ static void test_server_role_checked(void **state)
 	fix_stop(&f2);
 }
 
+static void test_ipv6_and_names(void **state)
+{
+	struct srvfix f2;
+	struct kms_client *c;
+	uint8_t key[KMS_NDS_KEY_MAX];
+	size_t klen = sizeof(key);
+	char err[256];
+
+	(void)state;
+	memset(&f2, 0, sizeof(f2));
+	snprintf(f2.audit, sizeof(f2.audit), "%s", fix.audit);
+	f2.addr = "::1";
+	if (fix_start(&f2, 0, 0, 0, 0)) {
+		skip();  /* no IPv6 loopback here */
+		return;
+	}
+	/* the server certificate names IP ::1 */
+	c = client_at("::1", certpath("bridge1", "crt"),
+		      certpath("bridge1", "key"), f2.port, 3000);
+	assert_non_null(c);
+	assert_int_equal(kms_client_fetch_legkey(c, "conf-1", ALICE, key,
+						 &klen, NULL, err,
+						 sizeof(err)), 0);
+	assert_memory_equal(key, mem_legs[0].key, 32);
+	kms_client_free(c);
+	fix_stop(&f2);
+	/* and DNS:localhost, whichever address localhost resolves to */
+	c = client_at("localhost", certpath("bridge1", "crt"),
+		      certpath("bridge1", "key"), fix.port, 3000);
+	assert_non_null(c);
+	assert_int_equal(kms_client_ping(c, err, sizeof(err)), 0);
+	kms_client_free(c);
+}
+
+/* Many nodes at once, each with its own connection. */
+struct mc_arg {
+	int node;
+	int fails;
+};
+
+static void *mc_main(void *arg)
+{
+	struct mc_arg *a = arg;
+	struct kms_client *c;
+	uint8_t key[KMS_NDS_KEY_MAX];
+	char err[256];
+	size_t klen;
+	int i;
+
+	c = client_for(a->node & 1 ? "bridge2" : "bridge1", fix.port, 5000);
+	if (!c) {
+		fprintf(stderr, "node %d: no client\n", a->node);
+		a->fails++;
+		return NULL;
+	}
+	for (i = 0; i < 40; i++) {
+		int r;
+
+		klen = sizeof(key);
+		if (a->node & 1)
+			r = kms_client_fetch_legkey(c, "conf-2",
+						    "carol@keymix.test", key,
+						    &klen, NULL, err,
+						    sizeof(err));
+		else
+			r = kms_client_fetch_legkey(c, "conf-1", BOB, key,
+						    &klen, NULL, err,
+						    sizeof(err));
+		if (r || memcmp(key, mem_legs[a->node & 1 ? 2 : 1].key, 32)) {
+			fprintf(stderr, "node %d fetch %d: %d %s\n", a->node,
+				i, r, err);
+			a->fails++;
+		}
+	}
+	kms_client_free(c);
+	return NULL;
+}
+
+static void test_many_clients(void **state)
+{
+	struct mc_arg args[16];
+	pthread_t th[16];
+	int i;
+
+	(void)state;
+	for (i = 0; i < 16; i++) {
+		args[i].node = i;
+		args[i].fails = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, mc_main,
+						&args[i]), 0);
+	}
+	for (i = 0; i < 16; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(args[i].fails, 0);
+	}
+}
+
+/* One client shared by threads: calls are serialised, all succeed. */
+struct sh_arg {
+	struct kms_client *c;
+	int fails;
+};
+
+static void *sh_main(void *arg)
+{
+	struct sh_arg *a = arg;
+	uint8_t key[KMS_NDS_KEY_MAX];
+	char err[256];
+	size_t klen;
+	int i;
+
+	for (i = 0; i < 40; i++) {
+		klen = sizeof(key);
+		if (kms_client_fetch_legkey(a->c, "conf-1", ALICE, key, &klen,
+					    NULL, err, sizeof(err)) ||
+		    memcmp(key, mem_legs[0].key, 32))
+			a->fails++;
+	}
+	return NULL;
+}
+
+static void test_shared_client(void **state)
+{
+	struct kms_client *c = client_for("bridge1", fix.port, 5000);
+	struct sh_arg a[4];
+	pthread_t th[4];
+	int i;
+
+	(void)state;
+	assert_non_null(c);
+	for (i = 0; i < 4; i++) {
+		a[i].c = c;
+		a[i].fails = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, sh_main, &a[i]),
+				 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(a[i].fails, 0);
+	}
+	kms_client_free(c);
+}
+
+/* kms_client_reload picks up new certificate files. */
+static void test_client_reload(void **state)
+{
+	char crt[PATH_MAX + 64], key[PATH_MAX + 64], err[256];
+	uint8_t k[KMS_NDS_KEY_MAX];
+	struct kms_client *c;
+	size_t klen = sizeof(k);
+
+	(void)state;
+	snprintf(crt, sizeof(crt), "%s/reload-node.crt", certdir());
+	snprintf(key, sizeof(key), "%s/reload-node.key", certdir());
+	assert_int_equal(copy_file(certpath("bridge2", "crt"), crt), 0);
+	assert_int_equal(copy_file(certpath("bridge2", "key"), key), 0);
+	c = client_at("127.0.0.1", crt, key, fix.port, 3000);
+	assert_non_null(c);
+	assert_int_equal(kms_client_fetch_legkey(c, "conf-1", ALICE, k,
+						 &klen, NULL, err,
+						 sizeof(err)), EACCES);
+	/* the node is renamed bridge1: new files, reload */
+	assert_int_equal(copy_file(certpath("bridge1", "crt"), crt), 0);
+	assert_int_equal(copy_file(certpath("bridge1", "key"), key), 0);
+	assert_int_equal(kms_client_reload(c), 0);
+	klen = sizeof(k);
+	assert_int_equal(kms_client_fetch_legkey(c, "conf-1", ALICE, k,
+						 &klen, NULL, err,
+						 sizeof(err)), 0);
+	assert_memory_equal(k, mem_legs[0].key, 32);
+	kms_client_free(c);
+	unlink(crt);
+	unlink(key);
+}
+
+/* kms_nds_reload: a new CA file applies to new connections. */
+static void test_server_reload(void **state)
+{
+	struct srvfix f2;
+	struct kms_client *c1, *c2;
+	char err[256];
+	int r;
+
+	(void)state;
+	memset(&f2, 0, sizeof(f2));
+	snprintf(f2.audit, sizeof(f2.audit), "%s", fix.audit);
+	snprintf(f2.ca, sizeof(f2.ca), "%s/reload-ca.crt", certdir());
+	assert_int_equal(copy_file(certpath("ca", "crt"), f2.ca), 0);
+	assert_int_equal(fix_start(&f2, 0, 0, 0, 0), 0);
+	c1 = client_for("bridge1", f2.port, 3000);
+	c2 = client_for("test/other-bridge1", f2.port, 3000);
+	assert_non_null(c1);
+	assert_non_null(c2);
+	assert_int_equal(kms_client_ping(c1, err, sizeof(err)), 0);
+	assert_int_equal(kms_client_ping(c2, err, sizeof(err)), EACCES);
+	/* the operator trusts the other CA instead, and reloads */
+	assert_int_equal(copy_file(certpath("test/other-ca", "crt"), f2.ca),
+			 0);
+	loop_call_reload(&f2, &r);
+	assert_int_equal(r, 0);
+	/* c1's open connection keeps working; a new one is refused */
+	assert_int_equal(kms_client_ping(c1, err, sizeof(err)), 0);
+	assert_int_equal(kms_client_reload(c1), 0);
+	assert_int_equal(kms_client_ping(c1, err, sizeof(err)), EACCES);
+	assert_int_equal(kms_client_reload(c2), 0);
+	assert_int_equal(kms_client_ping(c2, err, sizeof(err)), 0);
+	kms_client_free(c1);
+	kms_client_free(c2);
+	fix_stop(&f2);
+	unlink(f2.ca);
+}
+
 static char *slurp(const char *path, size_t *lenp)
 {
 	FILE *f = fopen(path, "rb");
@@ -720,6 +932,11 @@ int run_link_tests(void)
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_client_args),
 		cmocka_unit_test(test_server_role_checked),
+		cmocka_unit_test(test_ipv6_and_names),
+		cmocka_unit_test(test_many_clients),
+		cmocka_unit_test(test_shared_client),
+		cmocka_unit_test(test_client_reload),
+		cmocka_unit_test(test_server_reload),
 		cmocka_unit_test(test_audit_log),
 	};
 
