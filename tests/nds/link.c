@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -571,6 +574,68 @@ static void test_unreachable(void **state)
 	kms_client_free(c);
 }
 
+/* A port that accepts TCP and closes at once: a KMS that is not there. */
+struct closer {
+	int fd;
+	int accepts;
+	pthread_t th;
+};
+
+static void *closer_main(void *arg)
+{
+	struct closer *cl = arg;
+	int fd;
+
+	while ((fd = accept(cl->fd, NULL, NULL)) >= 0) {
+		__atomic_add_fetch(&cl->accepts, 1, __ATOMIC_SEQ_CST);
+		close(fd);
+	}
+	return NULL;
+}
+
+/*
+ * Failed connection attempts back off: ten quick calls while the KMS is
+ * broken make far fewer than ten attempts, and the reason says when the
+ * next attempt will be.
+ */
+static void test_backoff(void **state)
+{
+	struct closer cl = { -1, 0, 0 };
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	struct kms_client *c;
+	char err[256];
+	int i, r, said_next = 0;
+
+	(void)state;
+	cl.fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(cl.fd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(cl.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(cl.fd, 16), 0);
+	assert_int_equal(getsockname(cl.fd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(pthread_create(&cl.th, NULL, closer_main, &cl), 0);
+
+	c = client_for("bridge1", ntohs(sa.sin_port), 100);
+	assert_non_null(c);
+	for (i = 0; i < 10; i++) {
+		r = kms_client_ping(c, err, sizeof(err));
+		assert_true(r == ENOTCONN || r == ETIMEDOUT ||
+			    r == ECONNREFUSED);
+		if (strstr(err, "next attempt in"))
+			said_next = 1;
+	}
+	kms_client_free(c);
+	shutdown(cl.fd, SHUT_RDWR);
+	close(cl.fd);
+	pthread_join(cl.th, NULL);
+	assert_true(said_next);
+	assert_true(cl.accepts >= 1);
+	assert_true(cl.accepts < 10);
+}
+
 static void test_client_args(void **state)
 {
 	struct kms_client *c = client_for("bridge1", fix.port, 3000);
@@ -930,6 +995,7 @@ int run_link_tests(void)
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_max_conns),
 		cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_client_args),
 		cmocka_unit_test(test_server_role_checked),
 		cmocka_unit_test(test_ipv6_and_names),
