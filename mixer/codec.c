@@ -253,6 +253,26 @@ int mix_dec_fec(struct mix_dec *d, const uint8_t *p, size_t len,
 	return 0;
 }
 
+/*
+ * SpanDSP 0.0.6 rotates its PLC history with an overlapping memcpy() at
+ * the start of each concealment (undefined behaviour, reported by ASan).
+ * Do the same rotation safely first; SpanDSP then finds nothing to do.
+ */
+static void plc_normalise(plc_state_t *s)
+{
+	int16_t tmp[PLC_HISTORY_LEN];
+	int p = s->buf_ptr;
+
+	if (s->missing_samples || p <= 0 || p >= PLC_HISTORY_LEN)
+		return;
+	memcpy(tmp, s->history + p, (size_t)(PLC_HISTORY_LEN - p) *
+	       sizeof(int16_t));
+	memcpy(tmp + PLC_HISTORY_LEN - p, s->history, (size_t)p *
+	       sizeof(int16_t));
+	memcpy(s->history, tmp, sizeof(tmp));
+	s->buf_ptr = 0;
+}
+
 /** Conceal n samples (conference rate; Opus: a multiple of 2.5 ms) */
 void mix_dec_conceal(struct mix_dec *d, int16_t *out, unsigned n)
 {
@@ -266,6 +286,7 @@ void mix_dec_conceal(struct mix_dec *d, int16_t *out, unsigned n)
 	nc = (unsigned)((uint64_t)n * d->crate / d->rate);
 	if (nc > MIX_CODEC_PCM_MAX * 2)
 		nc = MIX_CODEC_PCM_MAX * 2;
+	plc_normalise(d->plc);
 	plc_fillin(d->plc, d->tmp, (int)nc);
 	dec_out(d, nc, out);
 }
