@@ -109,8 +109,9 @@ static void test_limiter_conference(void **state)
 		/* and the nine are still loud (limited, not crushed):
 		 * above -17 dBFS in total */
 		if (i == 0)
-			print_message("limited mix: %.1f dBFS, tones %.1f %%\n",
-				      10 * log10(total), 100 * tones / total);
+			print_message("limited mix: %.1f dBFS, tones "
+				      "%.1f %%\n", 10 * log10(total),
+				      100 * tones / total);
 		assert_true(tones > 0.02);
 	}
 	sim_free(&s);
