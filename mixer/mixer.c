@@ -313,9 +313,10 @@ static int transcode_rate(struct mix_conf *c)
 		mix_dec_close(&l->dec);
 		mix_enc_close(&l->own.enc);
 		err = mix_dec_init(&l->dec, l->cfg.codec, r, l->crate);
-		if (!err)
-			err = mix_enc_init(&l->own.enc, l->cfg.codec, r,
-					   l->crate, l->cfg.ptime_ms, &l->ocfg);
+		if (err)
+			break;
+		err = mix_enc_init(&l->own.enc, l->cfg.codec, r, l->crate,
+				   l->cfg.ptime_ms, &l->ocfg);
 	}
 	return err;
 }
