@@ -13,11 +13,15 @@
 #include <string.h>
 #include <unistd.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include "bridge/bridge_int.h"
 #include "kms_nds/kms.h"
 
@@ -1404,6 +1408,50 @@ static void route(struct evhttp_request *req, void *arg)
 				       "method not allowed here"));
 }
 
+/**
+ * TLS for the control listener: a fresh server context from the
+ * configured certificate and key (start and SIGHUP).  The old context
+ * lives on in connections that still use it (OpenSSL counts references).
+ */
+int api_tls_load(struct bridge *b, char *err, size_t errsz)
+{
+	SSL_CTX *ctx;
+
+	if (!b->cfg.control_cert[0])
+		return 0;
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx)
+		return ENOMEM;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, b->cfg.control_cert) != 1
+	    || SSL_CTX_use_PrivateKey_file(ctx, b->cfg.control_key,
+					   SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errsz, "control TLS certificate %s / key %s: %s",
+			 b->cfg.control_cert, b->cfg.control_key,
+			 ERR_reason_error_string(ERR_peek_last_error()));
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return EINVAL;
+	}
+	if (b->tls)
+		SSL_CTX_free(b->tls);
+	b->tls = ctx;
+	return 0;
+}
+
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+	struct bridge *b = arg;
+	SSL *ssl = SSL_new(b->tls);
+
+	if (!ssl)
+		return NULL;
+	return bufferevent_openssl_socket_new(base, -1, ssl,
+					      BUFFEREVENT_SSL_ACCEPTING,
+					      BEV_OPT_CLOSE_ON_FREE);
+}
+
 /** Bind the control listener on the configured address */
 int api_init(struct bridge *b)
 {
@@ -1421,6 +1469,8 @@ int api_init(struct bridge *b)
 	evhttp_set_max_headers_size(b->http, 16 * 1024);
 	evhttp_set_timeout(b->http, 30);
 	evhttp_set_gencb(b->http, route, b);
+	if (b->tls)
+		evhttp_set_bevcb(b->http, tls_bev, b);
 	b->sock = evhttp_bind_socket_with_handle(b->http, h,
 						 b->cfg.control_port);
 	if (!b->sock)

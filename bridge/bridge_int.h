@@ -328,6 +328,7 @@ const char *mode_name(enum conf_mode m);
 /* ---- the bridge (bridge.c) ---- */
 
 struct kms_client;
+struct ssl_ctx_st;
 struct evhttp;
 struct event;
 struct event_base;
@@ -342,6 +343,7 @@ struct bridge {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
+	struct ssl_ctx_st *tls;          /**< control listener TLS or NULL */
 	char token[256];
 	size_t token_len;
 	struct event *sig_hup, *sig_term, *sig_int;
@@ -360,6 +362,7 @@ struct bridge {
 };
 
 int api_init(struct bridge *b);
+int api_tls_load(struct bridge *b, char *err, size_t errsz);
 int bridge_kms_fetch(struct bridge *b, const char *conf_ref,
 		     const char *participant, enum keyleg_profile profile,
 		     struct keyleg_keysalt *rx, struct keyleg_keysalt *tx,

@@ -6,6 +6,7 @@ Every error status of the API is provoked at least once (400, 401, 404,
 TLS); nothing crashes and an established conference is not disturbed.
 """
 
+import http.client
 import os
 import signal
 import socket
@@ -251,6 +252,48 @@ T.check(line.startswith("ready control=[::1]:"), "IPv6 ready line: %s" %
         line)
 p.terminate()
 T.check(p.wait(timeout=10) == 0, "IPv6 bridged exits 0 on SIGTERM")
+
+# ---- TLS on the control listener: a non-loopback address is allowed ----
+tdir = br.dir
+r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    tdir + "/ctl.key", "-out", tdir + "/ctl.crt", "-days",
+                    "2", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], capture_output=True)
+if r.returncode == 0:
+    rc, out, err = run_cli(["--control", "0.0.0.0:0", "--token-file",
+                            tdir + "/token", "--rtp-ports", "1-2"])
+    T.check(rc == 2 and "TLS" in err, "0.0.0.0 without TLS refused")
+    br = bt.Bridge(rtp_ports="32250-32259", workers=1,
+                   control="0.0.0.0:0", tls_ca=tdir + "/ctl.crt",
+                   config={"control-cert": tdir + "/ctl.crt",
+                           "control-key": tdir + "/ctl.key"})
+    try:
+        T.check(br.ready_line.startswith("ready control=0.0.0.0:"),
+                "TLS listener on 0.0.0.0: %s" % br.ready_line)
+        st, j = br.request("GET", "/v1/health")
+        T.check(st == 200 and j["status"] == "ok", "health over TLS")
+        st, j = br.request("GET", "/v1/health", token=None)
+        T.check(st == 401, "no token over TLS: 401")
+        st, j = br.conf("tls1")
+        T.check(st == 201, "conference over TLS")
+        plain = bt.Bridge.__new__(bt.Bridge)
+        plain.host, plain.port, plain.token, plain.tls_ca = \
+            br.host, br.port, br.token, None
+        try:
+            st, j = plain.request("GET", "/v1/health")
+        except (OSError, http.client.HTTPException):
+            st = None
+        T.check(st is None, "plain HTTP to the TLS listener gets nothing")
+        os.kill(br.proc.pid, signal.SIGHUP)
+        T.check(bt.wait_for(lambda: "control TLS certificate re-read" in
+                            br.stderr()), "SIGHUP re-reads the TLS cert")
+        st, j = br.request("GET", "/v1/conferences")
+        T.check(st == 200 and j == ["tls1"], "still serving after reload")
+    finally:
+        T.check(br.stop(signal.SIGTERM) == 0, "TLS bridged exits 0")
+else:
+    print("no openssl command: TLS listener not tested")
 
 # ---- overload: a worker at its leg limit refuses new legs ----
 br = bt.Bridge(rtp_ports="32220-32229", workers=1,
