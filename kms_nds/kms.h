@@ -115,6 +115,7 @@ struct kms_nds_cfg {
 	unsigned idle_timeout_ms;    /**< 0 = 30000                      */
 	unsigned request_timeout_ms; /**< partial request; 0 = 5000     */
 	unsigned max_conns;          /**< 0 = 1024                       */
+	unsigned handshake_timeout_ms; /**< TLS handshake; 0 = 10000     */
 };
 
 /*

@@ -177,6 +177,8 @@ struct nds_backend {
 		      const char *role, const char *what,
 		      const char *conf_ref, const char *participant,
 		      const char *result);
+	/* optional: the KMS clock (seconds); NULL = time(NULL) */
+	uint64_t (*now)(void);
 	void *arg;
 };
 

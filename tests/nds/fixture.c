@@ -245,8 +245,12 @@ int fix_start(struct srvfix *f, uint16_t port, unsigned idle_ms,
 	f->stop_ev = event_new(f->base, -1, 0, stop_cb, f);
 	if (!f->stop_ev)
 		return ENOMEM;
-	err = nds_srv_listen(f->base, &mem_backend, "127.0.0.1", port, &cfg,
-			     &f->srv);
+	if (f->store)
+		err = kms_nds_listen(f->base, f->store, "127.0.0.1", port,
+				     &cfg, &f->srv);
+	else
+		err = nds_srv_listen(f->base, &mem_backend, "127.0.0.1", port,
+				     &cfg, &f->srv);
 	if (err) {
 		event_free(f->stop_ev);
 		event_base_free(f->base);

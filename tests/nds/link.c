@@ -463,15 +463,15 @@ static void test_idle_timeout(void **state)
 	(void)state;
 	memset(&f2, 0, sizeof(f2));
 	snprintf(f2.audit, sizeof(f2.audit), "%s", fix.audit);
-	assert_int_equal(fix_start(&f2, 0, 200, 200, 0), 0);
+	assert_int_equal(fix_start(&f2, 0, 400, 0, 0), 0);
 	c = client_for("bridge1", f2.port, 3000);
 	assert_non_null(c);
 	assert_int_equal(kms_client_ping(c, err, sizeof(err)), 0);
-	usleep(600 * 1000);
+	usleep(1200 * 1000);
 	/* the server closed the idle connection; the client notices */
 	assert_int_equal(kms_client_ping(c, err, sizeof(err)), 0);
 	fix_stats(&f2, &st);
-	assert_int_equal(st.accepted, 2);
+	assert_true(st.accepted >= 2);
 	kms_client_free(c);
 	fix_stop(&f2);
 }

@@ -35,6 +35,7 @@ void mem_init(void);
 struct srvfix {
 	struct event_base *base;
 	struct kms_nds_srv *srv;
+	struct kms_store *store;  /* set: kms_nds_listen on it */
 	struct event *stop_ev;
 	pthread_t th;
 	int running;
@@ -65,5 +66,6 @@ int raw_tcp(uint16_t port);
 int run_msg_tests(void);
 int run_cert_tests(void);
 int run_link_tests(void);
+int run_store_tests(void);
 
 #endif
