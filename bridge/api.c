@@ -949,58 +949,194 @@ static int parse_leg(json_t *j, struct conf *c, struct leg_params *par,
 	return parse_srtp(json_object_get(j, "srtp"), par, err);
 }
 
-/** Fetch a leg key over NDS and derive both directions by role */
-int bridge_kms_fetch(struct bridge *b, const char *conf_ref,
-		     const char *participant, enum keyleg_profile profile,
-		     struct keyleg_keysalt *rx, struct keyleg_keysalt *tx,
-		     uint64_t *generation, char *err, size_t errsz)
-{
-	uint8_t key[KMS_NDS_KEY_MAX];
-	size_t klen = sizeof(key);
-	uint32_t gen = 0;
-	int e;
-
-	if (!b->kms) {
-		snprintf(err, errsz, "no KMS configured (start bridged with "
-			 "--kms and the --nds-* files)");
-		return ENOTCONN;
-	}
-	b->kms_fetches++;
-	e = kmslink_fetch(b, conf_ref, participant, key, &klen, &gen, err,
-			  errsz);
-	if (e) {
-		b->kms_failures++;
-		if (!err[0])
-			snprintf(err, errsz, "KMS: %s", strerror(e));
-		keyleg_wipe(key, sizeof(key));
-		return e;
-	}
-	e = keyleg_derive(key, klen, profile, KEYLEG_FLOW_CONFERENCE,
-			  KEYLEG_SIDE_BRIDGE, rx, tx);
-	keyleg_wipe(key, sizeof(key));
-	if (e) {
-		snprintf(err, errsz, "deriving SRTP keys from the KMS leg "
-			 "key failed: %s", strerror(e));
-		return EPROTO;
-	}
-	*generation = gen;
-	return 0;
-}
-
 static int worker_overloaded(struct bridge *b, struct worker *w)
 {
 	return atomic_load(&w->nlegs) >= b->cfg.max_legs_per_worker ||
 		atomic_load(&w->load_permille) >= b->cfg.max_load_permille;
 }
 
+/*
+ * A request waiting for the KMS thread.  The HTTP request may go away
+ * meanwhile (client gone): the connection's close callback clears req,
+ * and the continuation then only cleans up.
+ */
+struct pending {
+	struct bridge *b;
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon;
+	char conf_id[128];
+	char leg_id[24];
+	struct leg_params *par;
+	struct call_conf cc;
+	struct kms_job job;
+};
+
+static void pending_gone(struct evhttp_connection *evcon, void *arg)
+{
+	struct pending *p = arg;
+	(void)evcon;
+
+	p->req = NULL;
+	p->evcon = NULL;
+}
+
+static struct pending *pending_new(struct bridge *b,
+				   struct evhttp_request *req,
+				   const struct conf *c)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->b = b;
+	p->req = req;
+	p->evcon = evhttp_request_get_connection(req);
+	if (p->evcon)
+		evhttp_connection_set_closecb(p->evcon, pending_gone, p);
+	snprintf(p->conf_id, sizeof(p->conf_id), "%s", c->id);
+	p->job.done = NULL;
+	p->job.arg = p;
+	return p;
+}
+
+static void pending_free(struct pending *p)
+{
+	if (p->evcon)
+		evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+	if (p->par) {
+		keyleg_wipe(p->par, sizeof(*p->par));
+		free(p->par);
+	}
+	json_decref(p->cc.out);
+	keyleg_wipe(p, sizeof(*p));
+	free(p);
+}
+
+/** Map a KMS job's error to a status and message */
+static int kms_job_error(const struct kms_job *job, char *err)
+{
+	int st = job->err == ECANCELED ? 503 : kms_status(job->err);
+
+	snprintf(err, ERRSZ, "%s KMS: %s", st == 503 ?
+		 "cannot reach the" : "refused by the", job->msg);
+	return st;
+}
+
+/** Second half of a leg request: socket, worker, reply.  0 or status */
+static int leg_add_finish(struct bridge *b, struct evhttp_request *req,
+			  struct conf *c, struct leg_params *par, char *err)
+{
+	struct call_conf cc;
+	int e, st;
+
+	memset(&cc, 0, sizeof(cc));
+	cc.fd = -1;
+	if (worker_overloaded(b, c->w)) {
+		b->legs_refused++;
+		snprintf(err, ERRSZ, "overload: worker %u is near its tick "
+			 "budget or leg limit; leg refused", c->w->idx);
+		return 503;
+	}
+	e = ports_open(&b->ports, &par->remote, &cc.fd, &cc.local, &cc.port);
+	if (e) {
+		snprintf(err, ERRSZ, e == EHOSTUNREACH ?
+			 "no route to the remote address" : e ==
+			 EADDRNOTAVAIL ? "RTP port range %u-%u exhausted" :
+			 "cannot open a leg socket", b->ports.lo,
+			 b->ports.hi);
+		return e == EHOSTUNREACH ? 422 : 503;
+	}
+	cc.c = c;
+	cc.par = par;
+	worker_call(c->w, call_leg_add, &cc);
+	if (cc.err) {
+		ports_release(&b->ports, cc.port);
+		close(cc.fd);
+		st = cc.err == ENOMEM ? 503 : cc.err == ENOSPC ||
+			cc.err == EBUSY || cc.err == E2BIG ? 409 : 422;
+		snprintf(err, ERRSZ, "leg refused: %s%s", strerror(cc.err),
+			 st == 409 ? " (conference full)" : "");
+		return st;
+	}
+	bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s for %s on port "
+		   "%u (%s, %s%s)", c->id,
+		   json_string_value(json_object_get(cc.out, "leg")),
+		   par->participant, cc.port, codec_api_name(par->codec),
+		   par->srtp ? keyleg_profile_name(par->profile) : "plain",
+		   par->kms ? ", key from the KMS" : "");
+	reply_json(req, 201, json_pack(
+		"{s:O, s:O, s:O}", "leg", json_object_get(cc.out, "leg"),
+		"local", json_object_get(cc.out, "local"),
+		"ssrc", json_object_get(cc.out, "ssrc")));
+	json_decref(cc.out);
+	return 0;
+}
+
+static void leg_add_kms_done(struct kms_job *job, void *arg)
+{
+	struct pending *p = arg;
+	struct bridge *b = p->b;
+	char err[ERRSZ];
+	struct conf *c;
+	int st = 0;
+
+	if (!p->req)
+		goto out;          /* the client left; nothing was made */
+	if (job->err) {
+		st = kms_job_error(job, err);
+		goto out;
+	}
+	c = conf_find(b, p->conf_id);
+	if (!c) {
+		st = 404;
+		snprintf(err, ERRSZ, "conference '%s' ended while its key was "
+			 "fetched", p->conf_id);
+		goto out;
+	}
+	p->par->rx = job->rx;
+	p->par->tx = job->tx;
+	p->par->key_generation = job->generation;
+	st = leg_add_finish(b, p->req, c, p->par, err);
+ out:
+	if (st && p->req)
+		reply_error(b, p->req, st, "%s", err);
+	keyleg_wipe(&job->rx, sizeof(job->rx));
+	keyleg_wipe(&job->tx, sizeof(job->tx));
+	pending_free(p);
+}
+
+/** Queue a KMS fetch for p; 0 or a status with err */
+static int kms_queue(struct bridge *b, struct pending *p,
+		     const struct leg_params *par, kms_job_h *done,
+		     char *err)
+{
+	if (!b->kmsl) {
+		snprintf(err, ERRSZ, "cannot reach the KMS: no KMS configured "
+			 "(start bridged with --kms and the --nds-* files)");
+		return 503;
+	}
+	snprintf(p->job.conf_ref, sizeof(p->job.conf_ref), "%s",
+		 par->kms_conf);
+	snprintf(p->job.participant, sizeof(p->job.participant), "%s",
+		 par->kms_participant);
+	p->job.profile = par->profile;
+	p->job.done = done;
+	p->job.arg = p;
+	if (kmslink_submit(b, &p->job)) {
+		snprintf(err, ERRSZ, "cannot reach the KMS: not running");
+		return 503;
+	}
+	return 0;
+}
+
 static void h_leg_add(struct bridge *b, struct evhttp_request *req,
 		      struct conf *c)
 {
 	struct leg_params *par;
-	char err[ERRSZ], kerr[ERRSZ - 40] = "";
-	struct call_conf cc;
+	struct pending *p;
+	char err[ERRSZ];
 	json_t *j;
-	int st = 0, e;
+	int st = 0;
 
 	j = read_body(req, err);
 	if (!j) {
@@ -1013,9 +1149,8 @@ static void h_leg_add(struct bridge *b, struct evhttp_request *req,
 		reply_error(b, req, 503, "out of memory");
 		return;
 	}
-	memset(&cc, 0, sizeof(cc));
-	cc.fd = -1;
 	st = parse_leg(j, c, par, err);
+	json_decref(j);
 	if (st)
 		goto out;
 	if (worker_overloaded(b, c->w)) {
@@ -1026,68 +1161,103 @@ static void h_leg_add(struct bridge *b, struct evhttp_request *req,
 		goto out;
 	}
 	if (par->kms) {
-		uint64_t gen = 0;
-
-		e = bridge_kms_fetch(b, par->kms_conf, par->kms_participant,
-				     par->profile, &par->rx, &par->tx, &gen,
-				     kerr, sizeof(kerr));
-		if (e) {
-			st = kms_status(e);
-			snprintf(err, ERRSZ, "%s KMS: %s", st == 503 ?
-				 "cannot reach the" : "refused by the",
-				 kerr);
+		/* the fetch runs on the KMS thread; the answer comes later */
+		p = pending_new(b, req, c);
+		if (!p) {
+			st = 503;
+			snprintf(err, ERRSZ, "out of memory");
 			goto out;
 		}
-		par->key_generation = gen;
+		p->par = par;
+		st = kms_queue(b, p, par, leg_add_kms_done, err);
+		if (st) {
+			p->par = NULL;
+			pending_free(p);
+			goto out;
+		}
+		return;
 	}
-	e = ports_open(&b->ports, &par->remote, &cc.fd, &cc.local, &cc.port);
-	if (e) {
-		st = e == EHOSTUNREACH ? 422 : 503;
-		snprintf(err, ERRSZ, e == EHOSTUNREACH ?
-			 "no route to the remote address" : e ==
-			 EADDRNOTAVAIL ? "RTP port range %u-%u exhausted" :
-			 "cannot open a leg socket", b->ports.lo,
-			 b->ports.hi);
-		goto out;
-	}
-	cc.c = c;
-	cc.par = par;
-	worker_call(c->w, call_leg_add, &cc);
-	if (cc.err) {
-		ports_release(&b->ports, cc.port);
-		close(cc.fd);
-		st = cc.err == ENOMEM ? 503 : cc.err == ENOSPC ||
-			cc.err == EBUSY || cc.err == E2BIG ? 409 : 422;
-		snprintf(err, ERRSZ, "leg refused: %s%s", strerror(cc.err),
-			 st == 409 ? " (conference full)" : "");
-		goto out;
-	}
-	bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s for %s on port "
-		   "%u (%s, %s)", c->id,
-		   json_string_value(json_object_get(cc.out, "leg")),
-		   par->participant, cc.port, codec_api_name(par->codec),
-		   par->srtp ? keyleg_profile_name(par->profile) : "plain");
-	reply_json(req, 201, json_pack(
-		"{s:O, s:O, s:O}", "leg", json_object_get(cc.out, "leg"),
-		"local", json_object_get(cc.out, "local"),
-		"ssrc", json_object_get(cc.out, "ssrc")));
-	json_decref(cc.out);
+	st = leg_add_finish(b, req, c, par, err);
  out:
 	keyleg_wipe(par, sizeof(*par));
 	free(par);
-	json_decref(j);
 	if (st)
 		reply_error(b, req, st, "%s", err);
+}
+
+/** Second half of a PATCH: apply on the worker, reply.  0 or status */
+static int leg_patch_finish(struct bridge *b, struct evhttp_request *req,
+			    struct conf *c, struct call_conf *cc, char *err)
+{
+	(void)b;
+	cc->c = c;
+	worker_call(c->w, call_leg_patch, cc);
+	keyleg_wipe(&cc->rx, sizeof(cc->rx));
+	keyleg_wipe(&cc->tx, sizeof(cc->tx));
+	if (cc->err == ENOENT) {
+		snprintf(err, ERRSZ, "no leg '%s' in conference '%s'",
+			 cc->leg_id, c->id);
+		return 404;
+	}
+	if (cc->err) {
+		snprintf(err, ERRSZ, "leg update refused: %s",
+			 strerror(cc->err));
+		return 422;
+	}
+	if (cc->has_key)
+		bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s rekeyed%s",
+			   c->id, cc->leg_id, cc->generation ?
+			   " from the KMS" : "");
+	reply_json(req, 200, cc->out);
+	cc->out = NULL;
+	return 0;
+}
+
+static void leg_patch_kms_done(struct kms_job *job, void *arg)
+{
+	struct pending *p = arg;
+	struct bridge *b = p->b;
+	char err[ERRSZ];
+	struct conf *c;
+	int st = 0;
+
+	if (!p->req)
+		goto out;
+	if (job->err) {
+		st = kms_job_error(job, err);
+		goto out;
+	}
+	c = conf_find(b, p->conf_id);
+	if (!c) {
+		st = 404;
+		snprintf(err, ERRSZ, "conference '%s' ended while its key was "
+			 "fetched", p->conf_id);
+		goto out;
+	}
+	p->cc.rx = job->rx;
+	p->cc.tx = job->tx;
+	p->cc.generation = job->generation ? job->generation : 1;
+	p->cc.has_key = 1;
+	p->cc.leg_id = p->leg_id;
+	p->cc.par = NULL;
+	st = leg_patch_finish(b, p->req, c, &p->cc, err);
+ out:
+	if (st && p->req)
+		reply_error(b, p->req, st, "%s", err);
+	keyleg_wipe(&job->rx, sizeof(job->rx));
+	keyleg_wipe(&job->tx, sizeof(job->tx));
+	pending_free(p);
 }
 
 static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 			struct conf *c, const char *leg_id)
 {
 	struct leg_params *par;
-	char err[ERRSZ], kerr[ERRSZ - 40] = "";
+	struct pending *p;
+	char err[ERRSZ];
 	const char *dir = NULL;
 	struct call_conf cc;
-	int st = 0, rekey = 0, e;
+	int st = 0, rekey = 0;
 	json_t *j, *key;
 
 	j = read_body(req, err);
@@ -1158,8 +1328,6 @@ static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 		cc.has_key = 1;
 	}
 	else if (rekey) {
-		uint64_t gen = 0;
-
 		if (!par->kms) {
 			st = 400;
 			snprintf(err, ERRSZ, "leg '%s' has inline keys: "
@@ -1167,37 +1335,25 @@ static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 				 leg_id);
 			goto out;
 		}
-		e = bridge_kms_fetch(b, par->kms_conf, par->kms_participant,
-				     par->profile, &cc.rx, &cc.tx, &gen, kerr,
-				     sizeof(kerr));
-		if (e) {
-			st = kms_status(e);
-			snprintf(err, ERRSZ, "%s KMS: %s", st == 503 ?
-				 "cannot reach the" : "refused by the",
-				 kerr);
+		p = pending_new(b, req, c);
+		if (!p) {
+			st = 503;
+			snprintf(err, ERRSZ, "out of memory");
 			goto out;
 		}
-		cc.generation = (uint32_t)gen;
-		cc.has_key = 1;
+		snprintf(p->leg_id, sizeof(p->leg_id), "%s", leg_id);
+		p->cc = cc;
+		st = kms_queue(b, p, par, leg_patch_kms_done, err);
+		if (st) {
+			pending_free(p);
+			goto out;
+		}
+		keyleg_wipe(par, sizeof(*par));
+		free(par);
+		json_decref(j);
+		return;
 	}
-	worker_call(c->w, call_leg_patch, &cc);
-	if (cc.err == ENOENT) {
-		st = 404;
-		snprintf(err, ERRSZ, "no leg '%s' in conference '%s'", leg_id,
-			 c->id);
-	}
-	else if (cc.err) {
-		st = 422;
-		snprintf(err, ERRSZ, "leg update refused: %s",
-			 strerror(cc.err));
-	}
-	else {
-		if (cc.has_key)
-			bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s "
-				   "rekeyed", c->id, leg_id);
-		reply_json(req, 200, cc.out);
-		cc.out = NULL;
-	}
+	st = leg_patch_finish(b, req, c, &cc, err);
  out:
 	json_decref(cc.out);
 	keyleg_wipe(&cc.rx, sizeof(cc.rx));

@@ -328,6 +328,7 @@ const char *mode_name(enum conf_mode m);
 /* ---- the bridge (bridge.c) ---- */
 
 struct kms_client;
+struct kmslink;
 struct ssl_ctx_st;
 struct evhttp;
 struct event;
@@ -347,7 +348,8 @@ struct bridge {
 	char token[256];
 	size_t token_len;
 	struct event *sig_hup, *sig_term, *sig_int;
-	struct kms_client *kms;
+	struct kms_client *kms;          /**< used by the KMS thread only  */
+	struct kmslink *kmsl;
 	struct worker *workers;
 	unsigned nworkers;
 	struct ports ports;
@@ -363,19 +365,32 @@ struct bridge {
 
 int api_init(struct bridge *b);
 int api_tls_load(struct bridge *b, char *err, size_t errsz);
-int bridge_kms_fetch(struct bridge *b, const char *conf_ref,
-		     const char *participant, enum keyleg_profile profile,
-		     struct keyleg_keysalt *rx, struct keyleg_keysalt *tx,
-		     uint64_t *generation, char *err, size_t errsz);
 struct worker *bridge_pick_worker(struct bridge *b);
 
-/* ---- kmslink.c: the NDS client ---- */
+/* ---- kmslink.c: the NDS client on the KMS thread ---- */
+struct kms_job;
+typedef void (kms_job_h)(struct kms_job *job, void *arg);
+
+struct kms_job {
+	struct kms_job *next;
+	struct bridge *b;
+	char conf_ref[256];
+	char participant[256];
+	enum keyleg_profile profile;
+	/* results */
+	int err;
+	char msg[200];
+	struct keyleg_keysalt rx, tx;
+	uint32_t generation;
+	/* continuation, on the control thread */
+	kms_job_h *done;
+	void *arg;
+};
+
 int kmslink_open(struct bridge *b, char *err, size_t errsz);
 void kmslink_close(struct bridge *b);
 int kmslink_reload(struct bridge *b);
-int kmslink_fetch(struct bridge *b, const char *conf_ref,
-		  const char *participant, uint8_t *key, size_t *key_len,
-		  uint32_t *generation, char *err, size_t errsz);
+int kmslink_submit(struct bridge *b, struct kms_job *job);
 
 /* ---- metrics.c ---- */
 struct evbuffer;

@@ -431,4 +431,52 @@ if certs_ok:
             b2.stop()
     stop.set()
     th.join()
+
+    # a KMS that accepts and then says nothing: the fetch waits on the
+    # KMS thread while the control API keeps answering
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(4)
+    accepted = threading.Event()
+    release = threading.Event()
+    held = []
+
+    def hang_kms():
+        s, _ = hang.accept()
+        held.append(s)
+        accepted.set()
+        release.wait(30)
+        s.close()
+        hang.close()     # a reconnect is refused, not left waiting
+
+    th = threading.Thread(target=hang_kms, daemon=True)
+    th.start()
+    b3 = bt.Bridge(rtp_ports="32260-32269", workers=1,
+                   config={"kms-timeout-ms": 8000}, extra=[
+                       "--kms", "127.0.0.1:%d" % hang.getsockname()[1],
+                       "--nds-cert", d + "/bridge.pem", "--nds-key",
+                       d + "/bridge.key", "--nds-ca", d + "/ca.pem"])
+    try:
+        b3.conf("h1")
+        result = []
+        post = threading.Thread(target=lambda: result.append(
+            b3.leg("h1", **kms_leg)), daemon=True)
+        post.start()
+        T.check(accepted.wait(10), "the KMS fetch reached the hanging KMS")
+        st, j = b3.request("GET", "/v1/health")
+        waiting = post.is_alive() and not release.is_set()
+        T.check(st == 200 and waiting, "control API answers while a KMS "
+                "fetch is pending (health %s, fetch pending %s)" %
+                (st, waiting))
+        st, j = b3.conf("h2")
+        T.check(st == 201 and post.is_alive(), "and creates conferences")
+        release.set()
+        post.join(30)
+        T.check(result and result[0][0] in (502, 503),
+                "the fetch fails once the KMS hangs up: %s" % result)
+        st, j = b3.get("h1")
+        T.check(st == 200 and j["legs"] == [], "no leg left behind")
+    finally:
+        release.set()
+        b3.stop()
 T.done()
