@@ -265,6 +265,7 @@ class Participant:
         self.rx_pts = {}
         self.rx_events = []
         self.rx_rtcp = []
+        self.rx_rtcp_t = []
         self.rx_errors = 0
         self.rx_ssrcs = set()
         self.rx_seqts = []       # (seq, ts, marker) of audio received
@@ -357,6 +358,19 @@ class Participant:
             pkt = self.send_ctx.protect_rtcp(pkt)
         self.sock.sendto(pkt, self.bridge_addr)
 
+    def send_rtcp_rr(self, about_ssrc, lsr, dlsr, cum_lost, fraction=0):
+        """An RR with one report block about the bridge's stream."""
+        rr = struct.pack("!BBHI", 0x81, 201, 7, self.ssrc)
+        rr += struct.pack("!IIIIII", about_ssrc,
+                          (fraction << 24) | (cum_lost & 0xFFFFFF),
+                          0, 0, lsr, dlsr)
+        cname = b"test"
+        rr += struct.pack("!BBHIBB", 0x81, 202, 3, self.ssrc, 1,
+                          len(cname)) + cname + b"\0\0"
+        if self.send_ctx:
+            rr = self.send_ctx.protect_rtcp(rr)
+        self.sock.sendto(rr, self.bridge_addr)
+
     def poll(self):
         while True:
             try:
@@ -368,6 +382,7 @@ class Participant:
                     if self.recv_ctx:
                         pkt = self.recv_ctx.unprotect_rtcp(pkt)
                     self.rx_rtcp.append(pkt)
+                    self.rx_rtcp_t.append(time.monotonic())
                 except srtp.AuthError:
                     self.rx_errors += 1
                 continue
