@@ -320,10 +320,30 @@ int ports_open(struct ports *p, const struct baddr *remote, int *fdp,
 	       struct baddr *local, uint16_t *portp);
 void ports_release(struct ports *p, uint16_t port);
 
-/* ---- names (api.c) ---- */
+/* ---- request bodies (apijson.c): 0 or an HTTP status ---- */
+
+#define API_ERRSZ 256
+
+typedef struct json_t json_t;
 
 const char *dir_name(enum leg_dir d);
 const char *mode_name(enum conf_mode m);
+const char *codec_api_name(enum mix_codec c);
+int dir_parse(const char *s, enum leg_dir *dp);
+int apij_get_str(json_t *o, const char *key, const char **v, int req,
+		 char *err);
+int apij_get_int(json_t *o, const char *key, long long *v, char *err);
+int apij_get_num(json_t *o, const char *key, double *v, int *present,
+		 char *err);
+int apij_get_bool(json_t *o, const char *key, int *v, int *present,
+		  char *err);
+int apij_id_valid(const char *s);
+int apij_b64_decode(const char *s, uint8_t *out, size_t cap, size_t *lenp);
+int apij_parse_inline(json_t *in, enum keyleg_profile profile,
+		      struct leg_params *par, char *err);
+int apij_parse_opus(json_t *o, struct opus_opts *op, char *err);
+int apij_parse_leg(json_t *j, const struct conf *c,
+		   struct leg_params *par, char *err);
 
 /* ---- the bridge (bridge.c) ---- */
 
