@@ -311,6 +311,29 @@ try:
 finally:
     br.stop()
 
+# ---- overload by tick budget: a worker past max-load-permille ----
+br = bt.Bridge(rtp_ports="32270-32279", workers=1,
+               config={"max-load-permille": 1})
+try:
+    br.conf("busy", rate=48000)
+    # set-up: the worker may publish its first load figure at any time,
+    # so only the first leg is sure to get in
+    codes = [br.leg("busy", **leg(codec="opus", remote="127.0.0.1:%d" %
+                                  (40700 + i)))[0] for i in range(2)]
+    T.check(codes[0] == 201, "a leg while the worker is idle")
+
+    def load():
+        m = br.request("GET", "/metrics")[1]
+        return [float(x.split()[-1]) for x in m.splitlines()
+                if x.startswith("keymix_bridge_worker_load_ratio{")][0]
+    T.check(bt.wait_for(lambda: load() >= 0.001, 10),
+            "mixing shows in the worker's load (%.3f)" % load())
+    st, j = br.leg("busy", **leg(codec="opus", remote="127.0.0.1:40702"))
+    T.check(st == 503 and "tick budget" in j["error"],
+            "worker over its budget: 503 %s" % j)
+finally:
+    br.stop()
+
 # ---- --user: privileges dropped after binding (only testable as root) ----
 if os.geteuid() == 0:
     br = bt.Bridge(rtp_ports="32230-32239", workers=1,
