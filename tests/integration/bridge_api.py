@@ -450,6 +450,9 @@ if certs_ok:
             st, j = b2.request("GET", "/v1/health")
             T.check(st == 200 and j["kms"] is True,
                     "SIGHUP reload keeps serving")
+            T.check(bt.wait_for(lambda: "NDS credentials re-read" in
+                                b2.stderr()),
+                    "SIGHUP: the KMS thread re-read the NDS files")
         finally:
             b2.stop()
     stop.set()
