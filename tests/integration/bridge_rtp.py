@@ -10,7 +10,9 @@
 """
 
 import os
+import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bridge_lib import bt  # noqa: E402
@@ -35,7 +37,8 @@ def continuity(p):
     return True, "%d packets" % len(s)
 
 
-br = bt.Bridge(rtp_ports="32600-32699", workers=2)
+br = bt.Bridge(rtp_ports="32600-32699", workers=2,
+               config={"rtcp-interval-ms": 500})
 parts = []
 try:
     # ---- continuity ----
@@ -71,6 +74,27 @@ try:
         T.check(p.rx_errors == 0, "%s: all packets verified" % p.name)
     st, conf = br.get("r1")
     T.check(all(x["lost"] == 0 for x in conf["legs"]), "no loss counted")
+
+    # RTCP: answer the bridge's last SR with an RR held back 300 ms and
+    # DLSR 0: the bridge's RTT is at least the hold; our loss is reported
+    srs = [(pk, t) for pk, t in zip(a.rx_rtcp, a.rx_rtcp_t)
+           if pk[1] == 200]
+    T.check(len(srs) >= 1, "alice got sender reports (%d)" % len(srs))
+    if srs:
+        pk, t_sr = srs[-1]
+        lsr = (struct.unpack("!I", pk[8:12])[0] << 16 |
+               struct.unpack("!I", pk[12:16])[0] >> 16) & 0xFFFFFFFF
+        while time.monotonic() < t_sr + 0.3:
+            time.sleep(0.01)
+        a.send_rtcp_rr(a.bridge_ssrc, lsr, 0, cum_lost=7, fraction=64)
+        ok = bt.wait_for(lambda: [x for x in br.get("r1")[1]["legs"]
+                                  if x["leg"] == a.leg_id][0]
+                         ["remote_lost"] == 7)
+        la = [x for x in br.get("r1")[1]["legs"] if x["leg"] == a.leg_id][0]
+        T.check(ok, "loss from alice's receiver report: %s" %
+                la["remote_lost"])
+        T.check(la["rtt_ms"] >= 290, "RTT from LSR/DLSR covers the 300 ms "
+                "hold (%.1f ms)" % la["rtt_ms"])
     br.request("DELETE", "/v1/conferences/r1")
     for p in parts:
         p.close()
