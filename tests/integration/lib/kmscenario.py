@@ -164,7 +164,7 @@ def run_conference(procs, tmp, outdir, certs, duration=8.0, log=print,
     for lis in r.ues:
         data = kmaudio.read_wav(lis.wav)
         r.levels[lis.name] = {
-            spk.name: kmaudio.tone_level(data, spk.tone, start, end)
+            spk.name: kmaudio.tone_level_blocks(data, spk.tone, start, end)
             for spk in r.ues}
     api.delete_conference(r.conf_id)
     return r
