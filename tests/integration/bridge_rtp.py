@@ -95,10 +95,50 @@ try:
                 la["remote_lost"])
         T.check(la["rtt_ms"] >= 290, "RTT from LSR/DLSR covers the 300 ms "
                 "hold (%.1f ms)" % la["rtt_ms"])
+    # ---- symmetric RTP: an authenticated packet from a new address
+    # moves the leg there (a NAT rebinding); a plain leg never moves ----
+    import socket
+    new = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    new.bind(("127.0.0.1", 0))
+    new.setblocking(False)
+    old_sock, a.sock = a.sock, new
+    a.remote_str_new = "127.0.0.1:%d" % new.getsockname()[1]
+    for p in parts:
+        p.rx_audio = []
+    bt.run_media([a, b], 1.0)
+    la = [x for x in br.get("r1")[1]["legs"] if x["leg"] == a.leg_id][0]
+    T.check(la["latches"] == 1 and la["remote"] == a.remote_str_new,
+            "alice's leg followed her to %s after a verified packet "
+            "(%s, %d)" % (a.remote_str_new, la["remote"], la["latches"]))
+    T.check(bt.band_power(a.audio(0.3), b.freq) > 0.05,
+            "alice hears bob on her new port")
+    old_sock.close()
     br.request("DELETE", "/v1/conferences/r1")
     for p in parts:
         p.close()
     parts = []
+
+    # a plain RTP leg: packets from elsewhere are taken, never followed
+    st, j = br.conf("r3", rate=8000)
+    pl = bt.Participant("plain", 700.0)
+    st, j = br.leg("r3", **pl.leg_body())
+    pl.joined(j)
+    parts.append(pl)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.1", 0))
+    old_sock, pl.sock = pl.sock, other
+    for _ in range(5):
+        pl.send_frame()
+    pl.sock = old_sock
+    other.close()
+    lp = bt.wait_for(lambda: br.get("r3")[1]["legs"][0]["packets_in"] >= 5)
+    lp = br.get("r3")[1]["legs"][0]
+    T.check(lp["packets_in"] >= 5 and lp["latches"] == 0 and
+            lp["remote"] == pl.remote_str, "plain RTP leg never re-latches "
+            "(%s, %d)" % (lp["remote"], lp["latches"]))
+    br.request("DELETE", "/v1/conferences/r3")
+    pl.close()
+    parts.remove(pl)
 
     # ---- RFC 6464 levels drive talker selection ----
     st, j = br.conf("r2", rate=8000, max_talkers=1)
