@@ -61,7 +61,7 @@ try:
         if i == 90:
             c.freq = None            # carol stops talking (and sending)
         if i == 120:
-            br.request("PATCH", path + a.leg_id, {"direction": "sendonly"})
+            br.request("PATCH", path + a.leg_id, {"direction": "recvonly"})
         if i == 140:
             br.request("PATCH", path + a.leg_id, {"direction": "sendrecv"})
 
@@ -139,6 +139,33 @@ try:
     br.request("DELETE", "/v1/conferences/r3")
     pl.close()
     parts.remove(pl)
+
+    # ---- direction is the participant's: recvonly = listen-only ----
+    st, j = br.conf("r4", rate=8000)
+    trio = []
+    for n, f, d in (("lis", 500.0, "recvonly"), ("talk", 900.0,
+                                                 "sendonly"),
+                    ("both", 1400.0, "sendrecv")):
+        p = bt.Participant(n, f, profile="AES_CM_128_HMAC_SHA1_80")
+        st, j = br.leg("r4", **p.leg_body(direction=d))
+        p.joined(j)
+        trio.append(p)
+    lis, talk, both = trio
+    parts.extend(trio)
+    bt.run_media(trio, 2.0)
+    pb = [bt.band_power(both.audio(), p.freq) for p in trio]
+    pl = [bt.band_power(lis.audio(), p.freq) for p in trio]
+    T.check(pb[0] < 0.01 and pb[1] > 0.05, "sendrecv hears the sendonly "
+            "participant, not the recvonly one (%.3f, %.3f)" %
+            (pb[1], pb[0]))
+    T.check(pl[1] > 0.05 and pl[2] > 0.05, "the recvonly participant "
+            "hears the others (%.3f, %.3f)" % (pl[1], pl[2]))
+    T.check(len(talk.rx_audio) == 0, "the sendonly participant gets no "
+            "audio (%d packets)" % len(talk.rx_audio))
+    br.request("DELETE", "/v1/conferences/r4")
+    for p in trio:
+        p.close()
+        parts.remove(p)
 
     # ---- RFC 6464 levels drive talker selection ----
     st, j = br.conf("r2", rate=8000, max_talkers=1)
