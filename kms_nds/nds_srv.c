@@ -56,6 +56,8 @@ struct kms_nds_srv {
 	unsigned max_conns, nconns;
 	struct nds_conn *conns;
 	time_t clock_offset;
+	size_t out_max;
+	int sndbuf;
 	struct nds_srv_stats st;
 	uint16_t port;
 	uint8_t in[NDS_FRAME_MAX];  /* one request at a time: one thread */
@@ -95,6 +97,20 @@ void nds_srv_stats(const struct kms_nds_srv *srv, struct nds_srv_stats *st)
 		return;
 	*st = srv->st;
 	st->conns = srv->nconns;
+}
+
+/**
+ * Test hook: the bound on unsent answers before reading pauses, and a
+ * socket send buffer for new connections (0: the system's), so a test
+ * can make answers back up.
+ */
+void nds_srv_set_out_max(struct kms_nds_srv *srv, size_t bytes,
+			 int sndbuf)
+{
+	if (srv) {
+		srv->out_max = bytes;
+		srv->sndbuf = sndbuf;
+	}
 }
 
 uint16_t kms_nds_port(const struct kms_nds_srv *srv)
@@ -147,6 +163,8 @@ static void conn_close_after_write(struct nds_conn *c)
 {
 	c->closing = 1;
 	bufferevent_disable(c->bev, EV_READ);
+	/* a timeout disables its direction: writing must go on */
+	bufferevent_enable(c->bev, EV_WRITE);
 	evtimer_del(c->req_timer);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		conn_free_later(c);
@@ -540,7 +558,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		/* Bound what waits to be sent: pause reading until the
 		 * peer takes its responses (write_cb resumes). */
 		if (evbuffer_get_length(bufferevent_get_output(bev)) >
-		    OUT_MAX) {
+		    srv->out_max) {
+			srv->st.paused++;
 			bufferevent_disable(bev, EV_READ);
 			break;
 		}
@@ -737,6 +756,9 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	}
 	/* request/response: no Nagle delay on answers */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (srv->sndbuf)
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &srv->sndbuf,
+				 sizeof(srv->sndbuf));
 	c->srv = srv;
 	srv->st.accepted++;
 	peer_name(sa, c->peer, sizeof(c->peer));
@@ -884,6 +906,7 @@ int nds_srv_listen(struct event_base *base, const struct nds_backend *be,
 	srv->base = base;
 	srv->be = *be;
 	srv->max_conns = cfg->max_conns ? cfg->max_conns : 1024;
+	srv->out_max = OUT_MAX;
 	ms_tv(&srv->idle_tv, cfg->idle_timeout_ms, 30000);
 	ms_tv(&srv->req_tv, cfg->request_timeout_ms, 5000);
 	ms_tv(&srv->hs_tv, cfg->handshake_timeout_ms, 10000);
