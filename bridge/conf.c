@@ -20,14 +20,19 @@
 
 /* ---- send side ---- */
 
+/*
+ * "direction" is the participant's, as in its SDP: "recvonly" is a
+ * listen-only participant (the bridge sends to it and does not mix it),
+ * "sendonly" one that is heard but gets nothing back.
+ */
 static int leg_sends(const struct leg *l)
 {
-	return l->par.dir == DIR_SENDRECV || l->par.dir == DIR_SENDONLY;
+	return l->par.dir == DIR_SENDRECV || l->par.dir == DIR_RECVONLY;
 }
 
 static int leg_recvs(const struct leg *l)
 {
-	return l->par.dir == DIR_SENDRECV || l->par.dir == DIR_RECVONLY;
+	return l->par.dir == DIR_SENDRECV || l->par.dir == DIR_SENDONLY;
 }
 
 /** Protect (if SRTP) and queue one RTP packet built in k */
