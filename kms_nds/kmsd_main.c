@@ -228,12 +228,20 @@ static int admin_conf_register(struct kms_store *s, const struct opts *o)
 			p = c;
 		}
 	}
-	err = kms_conf_register(s, o->pos[1], o->focus, sec, el, n,
+	err = kms_conf_register(s, o->pos[1], o->focus, sec, el, n, now,
 				now + (o->expires_in ? o->expires_in
 						     : o->cfg.leg_lifetime));
 	kms_wipe(secret, sizeof(secret));
 	if (err == EEXIST)
-		fprintf(stderr, "kmsd: conference %s exists\n", o->pos[1]);
+		fprintf(stderr, "kmsd: conference %s is already open for"
+			" active join\n", o->pos[1]);
+	else if (err == EACCES)
+		fprintf(stderr, "kmsd: conference %s has another focus than"
+			" %s (the one the chairman named); refused\n",
+			o->pos[1], o->focus);
+	else if (err == EKEYEXPIRED)
+		fprintf(stderr, "kmsd: conference %s has expired; refused\n",
+			o->pos[1]);
 	else if (!err)
 		printf("conference=%s\nfocus=%s\n", o->pos[1], o->focus);
 	return err;
