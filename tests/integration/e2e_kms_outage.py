@@ -28,7 +28,7 @@ if not certs:
 procs = Procs(suite.logdir)
 T = suite.tmp
 uri = "sip:%s@example.org".__mod__
-DUR_AB = 9.0
+DUR_AB = 14.0   # long enough for C to join after reconnect backoff
 DUR_C = 3.0
 
 try:
