@@ -121,7 +121,8 @@ build_srtp() {
 	fi
 	# the downloaded source package is reused when only patches changed
 	ls "$work"/srtp/*.dsc >/dev/null 2>&1 || fetch_srtp_source
-	rm -rf "$work/srtp/src" "$prefix"
+	rm -rf "$work/srtp/src" "$prefix/lib/libsrtp2.a" "$stamp" \
+		"$prefix/include/srtp2" "$prefix/include/srtp2-private"
 	(cd "$work/srtp" && dpkg-source -x --no-check ./*.dsc src >/dev/null)
 	for p in "${patches[@]}"; do
 		say "applying ${p##*/}"
