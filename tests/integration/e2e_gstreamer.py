@@ -24,8 +24,8 @@ if not gst_available():
 expect = suite.expect
 procs = Procs(suite.logdir)
 T = suite.tmp
-DUR = 3.0
-WIN = (0.8, DUR - 0.2)
+DUR = 4.0
+WIN = (1.0, DUR - 0.2)
 
 try:
     api, bridged = start_bridged(procs, T)

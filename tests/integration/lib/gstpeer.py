@@ -134,6 +134,9 @@ def main():
 
     bus.connect("message", on_msg)
     pipe.set_state(Gst.State.PLAYING)
+    # say ready only once the pipeline really plays (a loaded machine can
+    # take a while), so the others' checks never start before our tone
+    pipe.get_state(5 * Gst.SECOND)
     print("ready local=127.0.0.1:%d" % a.local, flush=True)
 
     def finish():
