@@ -30,7 +30,7 @@ SYS_LIBS     := -levent_openssl -levent_pthreads -levent -lssl -lcrypto \
 		-lopus -lspandsp -lspeexdsp -ljansson -lsqlite3 -lpthread -lm
 
 # Link order does not matter inside the group.
-MODULES := keyleg mixer kms_nds ue bridge bench
+MODULES := keyleg mixer kms_nds ue bridge bench tools
 MODULE_LIBS :=
 BINS :=
 
