@@ -120,8 +120,11 @@ test: deps
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 ASAN_VARS = BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)"
+# Sanitizer reports raised inside third-party libraries only (see the file)
+SAN_ENV := ASAN_OPTIONS=suppressions=$(TOP)/tests/asan.supp \
+	UBSAN_OPTIONS=print_stacktrace=1
 asan: deps
-	$(MAKE) -j$(NPROC) $(ASAN_VARS) check
+	$(SAN_ENV) $(MAKE) -j$(NPROC) $(ASAN_VARS) check
 
 asan-build: deps
 	$(MAKE) -j$(NPROC) $(ASAN_VARS) all
@@ -160,7 +163,8 @@ fuzz-build: $(LIBFUZZER_BINS)
 
 fuzz: deps
 	$(MAKE) -j$(NPROC) $(LIBFUZZER_VARS) fuzz-build
-	bash tests/fuzz/run.sh build/libfuzzer/libfuzzer-bin $(SECONDS)
+	$(SAN_ENV) bash tests/fuzz/run.sh build/libfuzzer/libfuzzer-bin \
+		$(SECONDS)
 
 certs:
 	bash scripts/certs.sh $(BUILD)/certs
