@@ -477,11 +477,13 @@ static int rtcp_ok(const uint8_t *p, size_t len)
 
 /**
  * Protect an RTP packet in place; cap is the buffer size and must leave
- * room for the tag.  Never allocates.
+ * room for the tag.  Never allocates.  KEYLEG_ERR_REPLAY if this sequence
+ * number was already sent under the current key.
  */
 enum keyleg_status keyleg_protect_rtp(struct keyleg *kl, uint8_t *pkt,
 				      size_t *lenp, size_t cap)
 {
+	enum keyleg_status st;
 	size_t tag;
 	int len;
 
@@ -493,8 +495,9 @@ enum keyleg_status keyleg_protect_rtp(struct keyleg *kl, uint8_t *pkt,
 	if (cap < *lenp + tag)
 		return KEYLEG_ERR_NOSPACE;
 	len = (int)*lenp;
-	if (srtp_protect(kl->tx, pkt, &len) != srtp_err_status_ok)
-		return KEYLEG_ERR_INTERNAL;
+	st = xlate(srtp_protect(kl->tx, pkt, &len));
+	if (st != KEYLEG_OK)
+		return st;
 	*lenp = (size_t)len;
 	kl->st.rtp_out++;
 	return KEYLEG_OK;
@@ -507,6 +510,7 @@ enum keyleg_status keyleg_protect_rtp(struct keyleg *kl, uint8_t *pkt,
 enum keyleg_status keyleg_protect_rtcp(struct keyleg *kl, uint8_t *pkt,
 				       size_t *lenp, size_t cap)
 {
+	enum keyleg_status st;
 	size_t trailer;
 	int len;
 
@@ -518,8 +522,9 @@ enum keyleg_status keyleg_protect_rtcp(struct keyleg *kl, uint8_t *pkt,
 	if (cap < *lenp + trailer)
 		return KEYLEG_ERR_NOSPACE;
 	len = (int)*lenp;
-	if (srtp_protect_rtcp(kl->tx, pkt, &len) != srtp_err_status_ok)
-		return KEYLEG_ERR_INTERNAL;
+	st = xlate(srtp_protect_rtcp(kl->tx, pkt, &len));
+	if (st != KEYLEG_OK)
+		return st;
 	*lenp = (size_t)len;
 	kl->st.rtcp_out++;
 	return KEYLEG_OK;

@@ -79,6 +79,9 @@ int mix_enc_clone(struct mix_enc *dst, const struct mix_enc *src,
 void mix_g711_tables(void);
 unsigned mix_codec_default_rate(enum mix_codec codec);
 extern int mix_resampler_quality;
+/* for measurement only (tests, bench): copy the group encoder's state
+ * into a new talker's own encoder (default true) */
+extern bool mix_opt_clone;
 
 /* jbuf.c: adaptive jitter buffer on RTP timestamps and sequence numbers */
 struct mix_jb_slot {

@@ -33,6 +33,8 @@
 #define OWN_HANG_MS   100     /* own stream kept after talking stops  */
 #define SILENT_LEVEL  127
 
+bool mix_opt_clone = true;
+
 static const char *codec_names[MIX_CODEC_COUNT] = {
 	"opus", "PCMU", "PCMA", "G722"
 };
@@ -426,7 +428,7 @@ void mix_leg_stats_get(const struct mix_leg *l, struct mix_leg_stats *st)
 		int64_t d = l->fifo_n * (int64_t)l->clock / l->conf->cfg.rate;
 		int64_t e = mix_jb_error(&l->jb, d, l->conf->now_us);
 
-		d = l->jb.target - e;
+		d = l->jb.target + e;
 		st->jb_delay_ms = d > 0 ? (unsigned)(d * 1000 / l->clock) : 0;
 	}
 	st->late = l->jb.late + l->st.late;
@@ -818,7 +820,7 @@ static void leg_to_own(struct mix_conf *c, struct mix_leg *l)
 	unsigned phase = (unsigned)(c->tick_no % l->ticks) * c->frame;
 
 	l->own.acc_n = 0;
-	if (g->active && g->acc_n == phase &&
+	if (mix_opt_clone && g->active && g->acc_n == phase &&
 	    !mix_enc_clone(&l->own.enc, &g->enc, g->nhist ? g->hist : NULL,
 			   g->nhist)) {
 		memcpy(l->own.acc, g->acc, phase * sizeof(int16_t));

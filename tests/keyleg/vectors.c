@@ -1,4 +1,4 @@
-/** @file vectors.c  Reference vectors: libsrtp, RFC 6904, RFC 7714, RFC 5869 */
+/** @file vectors.c  Reference vectors (libsrtp, RFC 6904, 7714, 5869) */
 
 #include <errno.h>
 #include <string.h>
