@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rel_lib.common import (Procs, Tally, need_bin, parse_kv, read_rest,
                             split_addr, udp_socket, last_json)
