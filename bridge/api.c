@@ -34,6 +34,14 @@ const char *dir_name(enum leg_dir d)
 	return d <= DIR_INACTIVE ? dir_names[d] : "?";
 }
 
+/** Codec names as the API spells them (lower case) */
+static const char *codec_api_name(enum mix_codec c)
+{
+	static const char *const names[] = {"opus", "pcmu", "pcma", "g722"};
+
+	return (unsigned)c < 4 ? names[c] : "?";
+}
+
 const char *mode_name(enum conf_mode m)
 {
 	return m == MODE_MIX ? "mix" : "transcode";
@@ -501,7 +509,7 @@ static json_t *leg_json(const struct leg *l)
 		      "s:I, s:f, s:I, s:I, s:I}",
 		      "leg", l->id,
 		      "participant", l->par.participant,
-		      "codec", mix_codec_name(l->par.codec),
+		      "codec", codec_api_name(l->par.codec),
 		      "local", local,
 		      "remote", remote,
 		      "muted", l->muted,
@@ -843,10 +851,10 @@ static int parse_leg(json_t *j, struct conf *c, struct leg_params *par,
 {
 	const char *who = NULL, *codec = NULL, *remote = NULL, *dir = NULL;
 	long long rate = -1, ptime = -1, pt = -1, lvl = 0, te = -1;
+	json_t *jo;
 	int st;
 
 	memset(par, 0, sizeof(*par));
-	par->opus.complexity = -1;
 	par->te_pt = -1;
 	if ((st = get_str(j, "participant", &who, 1, err)) ||
 	    (st = get_str(j, "codec", &codec, 1, err)) ||
@@ -921,19 +929,14 @@ static int parse_leg(json_t *j, struct conf *c, struct leg_params *par,
 		snprintf(err, ERRSZ, "unsupported direction '%s'", dir);
 		return 422;
 	}
-	if ((st = parse_opus(json_object_get(j, "opus"), &par->opus, err)))
-		return st;
-	if (json_object_get(j, "opus") &&
-	    !json_is_null(json_object_get(j, "opus")) &&
-	    par->opus.complexity < 0) {
-		/* overrides given without complexity: start from the
-		 * conference's settings */
-		struct opus_opts o = c->opus;
-
-		st = parse_opus(json_object_get(j, "opus"), &o, err);
+	jo = json_object_get(j, "opus");
+	if (jo && !json_is_null(jo)) {
+		/* overrides start from the conference's settings */
+		par->opus = c->opus;
+		st = parse_opus(jo, &par->opus, err);
 		if (st)
 			return st;
-		par->opus = o;
+		par->opus_override = 1;
 	}
 	return parse_srtp(json_object_get(j, "srtp"), par, err);
 }
@@ -1054,7 +1057,7 @@ static void h_leg_add(struct bridge *b, struct evhttp_request *req,
 	bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s for %s on port "
 		   "%u (%s, %s)", c->id,
 		   json_string_value(json_object_get(cc.out, "leg")),
-		   par->participant, cc.port, mix_codec_name(par->codec),
+		   par->participant, cc.port, codec_api_name(par->codec),
 		   par->srtp ? keyleg_profile_name(par->profile) : "plain");
 	reply_json(req, 201, json_pack(
 		"{s:O, s:O, s:O}", "leg", json_object_get(cc.out, "leg"),
@@ -1099,9 +1102,9 @@ static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 	    (st = get_str(j, "direction", &dir, 0, err)) ||
 	    (st = get_bool(j, "rekey", &rekey, NULL, err)))
 		goto out;
-	if (cc.has_gain && (cc.gain < -60 || cc.gain > 20)) {
+	if (cc.has_gain && (cc.gain < -40 || cc.gain > 20)) {
 		st = 422;
-		snprintf(err, ERRSZ, "gain_db must be -60..20");
+		snprintf(err, ERRSZ, "gain_db must be -40..20");
 		goto out;
 	}
 	if (dir) {

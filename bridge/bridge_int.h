@@ -49,6 +49,7 @@ struct rtp_rxstats {
 	uint32_t cycles, base_seq, received;
 	uint32_t expected_prior, received_prior;
 	int32_t transit;
+	int have_transit;
 	uint32_t jitter;         /**< RFC 3550 A.8 estimate, times 16     */
 };
 
@@ -81,7 +82,7 @@ size_t rtp_write_hdr(uint8_t *p, uint8_t pt, int marker, uint16_t seq,
 		     uint32_t ts, uint32_t ssrc);
 int rtp_event_parse(const uint8_t *pl, size_t len, struct rtp_event *ev);
 void rtp_rxstats_update(struct rtp_rxstats *s, uint32_t ssrc, uint16_t seq,
-			uint32_t ts, uint32_t arrival);
+			uint32_t ts, uint32_t arrival, int timing);
 uint32_t rtp_rxstats_ext_max(const struct rtp_rxstats *s);
 int64_t rtp_rxstats_lost(const struct rtp_rxstats *s);
 uint8_t rtp_rxstats_fraction(struct rtp_rxstats *s);
@@ -163,6 +164,7 @@ struct leg_params {
 	int level_ext;           /**< RFC 6464 id, 0 = none               */
 	int te_pt;               /**< RFC 4733 payload type, -1 = none    */
 	struct opus_opts opus;
+	int opus_override;       /**< opus set for this leg               */
 	int srtp;                /**< 0: plain RTP                         */
 	enum keyleg_profile profile;
 	struct keyleg_opts kopts;

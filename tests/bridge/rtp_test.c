@@ -182,21 +182,21 @@ static void t_rxstats_loss_wrap(void **state)
 	for (i = 0; i < 20; i++, seq++) {
 		if (i == 3 || i == 4)
 			continue;
-		rtp_rxstats_update(&s, 7, seq, i * 160, 1000 + i * 160);
+		rtp_rxstats_update(&s, 7, seq, i * 160, 1000 + i * 160, 1);
 	}
 	assert_int_equal(rtp_rxstats_ext_max(&s), 65536 + 13);
 	assert_int_equal(rtp_rxstats_lost(&s), 2);
 	assert_int_equal(rtp_rxstats_fraction(&s), (2 << 8) / 20);
 	/* nothing new lost: next interval's fraction is 0 */
-	rtp_rxstats_update(&s, 7, seq, 20 * 160, 1000 + 20 * 160);
+	rtp_rxstats_update(&s, 7, seq, 20 * 160, 1000 + 20 * 160, 1);
 	assert_int_equal(rtp_rxstats_fraction(&s), 0);
 	/* perfectly paced arrivals: no jitter */
 	assert_int_equal(s.jitter, 0);
 	/* a duplicate does not count as recovered loss */
-	rtp_rxstats_update(&s, 7, seq, 20 * 160, 1000 + 20 * 160);
+	rtp_rxstats_update(&s, 7, seq, 20 * 160, 1000 + 20 * 160, 1);
 	assert_int_equal(rtp_rxstats_lost(&s), 1);
 	/* a new SSRC restarts the statistics */
-	rtp_rxstats_update(&s, 8, 100, 0, 0);
+	rtp_rxstats_update(&s, 8, 100, 0, 0, 1);
 	assert_int_equal(rtp_rxstats_lost(&s), 0);
 	assert_int_equal(s.ssrc, 8);
 }
@@ -215,7 +215,7 @@ static void t_rxstats_jitter(void **state)
 		uint32_t arr = (uint32_t)(i * 160 + (i & 1) * 40);
 
 		rtp_rxstats_update(&s, 1, (uint16_t)i, (uint32_t)(i * 160),
-				   arr);
+				   arr, 1);
 		t = (int32_t)(arr - (uint32_t)(i * 160));
 		if (i > 0) {
 			int32_t d = t - prev;
@@ -225,6 +225,10 @@ static void t_rxstats_jitter(void **state)
 			j += (uint32_t)d - ((j + 8) >> 4);
 		}
 		prev = t;
+		/* an event packet in between counts but has no timing */
+		if (i == 25)
+			rtp_rxstats_update(&s, 1, (uint16_t)++i,
+					   0x12345678, arr + 7, 0);
 	}
 	assert_int_equal(s.jitter, j);
 	assert_true((s.jitter >> 4) > 30 && (s.jitter >> 4) <= 40);

@@ -9,5 +9,6 @@ int main(void)
 	failed += tmix_run_tone();
 	failed += tmix_run_shared();
 	failed += tmix_run_net();
+	failed += tmix_run_transcode();
 	return failed ? 1 : 0;
 }

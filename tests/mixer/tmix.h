@@ -8,5 +8,6 @@
 int tmix_run_tone(void);
 int tmix_run_shared(void);
 int tmix_run_net(void);
+int tmix_run_transcode(void);
 
 #endif
