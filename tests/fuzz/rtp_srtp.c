@@ -81,7 +81,7 @@ static void parse(const uint8_t *p, size_t len)
 		    level > 127)
 			abort();
 	(void)rtp_event_parse(p + h.hdr_len, h.payload_len, &ev);
-	rtp_rxstats_update(&rxs, h.ssrc, h.seq, h.ts, h.ts + 17);
+	rtp_rxstats_update(&rxs, h.ssrc, h.seq, h.ts, h.ts + 17, h.marker);
 	(void)rtp_rxstats_lost(&rxs);
 	(void)rtp_rxstats_fraction(&rxs);
 	(void)rtp_rxstats_jitter_ms(&rxs, 48000);
