@@ -12,6 +12,7 @@ printed; only what the contract promises is asserted.
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -399,6 +400,7 @@ def main():
     finally:
         for b in bridges:
             b.stop()
+            shutil.rmtree(b.dir, ignore_errors=True)
     T.finish()
 
 
