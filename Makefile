@@ -134,6 +134,12 @@ tsan: deps
 	$(MAKE) -j$(NPROC) BUILD=build/tsan OPT="-O1 -g" SAN="$(TSAN_FLAGS)" \
 		check
 
+# The G.711 integration tests with every process under valgrind memcheck
+# (tests/valgrind.sh); not part of CI.
+valgrind: deps
+	$(MAKE) -j$(NPROC) all
+	KEYMIX_BUILD=$(TOP)/$(BUILD) bash tests/valgrind.sh
+
 demo: deps
 	$(MAKE) all
 	KEYMIX_BUILD=$(TOP)/$(BUILD) bash scripts/demo.sh

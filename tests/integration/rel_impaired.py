@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# keymix: valgrind  (G.711 media: runs under tests/valgrind.sh)
 """rel_impaired.py  A conference over an impaired network.
 
 alice reaches the bridge through build/bin/impair (a userspace relay on

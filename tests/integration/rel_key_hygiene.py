@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# keymix: valgrind  (G.711 media: runs under tests/valgrind.sh)
 """rel_key_hygiene.py  Keys never logged, wiped when legs close; the
 control API refuses requests without the token.
 
