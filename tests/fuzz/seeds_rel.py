@@ -148,8 +148,85 @@ def mix_intake():
     write("mix_intake", "empty", b"")
 
 
+def control_json():
+    import base64
+    def b64(n, seed):
+        return base64.b64encode(bytes((seed + 7 * i) & 0xff
+                                      for i in range(n))).decode()
+    confs = [
+        {"id": "c1"},
+        {"id": "c2", "mode": "mix", "rate": 48000, "ptime": 20,
+         "max_talkers": 3, "opus": {"complexity": 5, "bitrate": 32000,
+                                    "fec": True, "dtx": False}},
+        {"id": "t1", "mode": "transcode", "rate": 16000, "ptime": 10},
+        {"id": "f"},
+        {"id": "x" * 200},
+        {"id": 7},
+        {"mode": "mix"},
+    ]
+    for i, c in enumerate(confs):
+        write("control_json", "conf-%d" % i,
+              b"\0" + json.dumps(c).encode())
+    keylen = {"AES_CM_128_HMAC_SHA1_80": 30, "AES_CM_128_HMAC_SHA1_32": 30,
+              "AES_256_CM_HMAC_SHA1_80": 46, "AEAD_AES_128_GCM": 28,
+              "AEAD_AES_256_GCM": 44}
+    legs = [
+        {"participant": "sip:a@example.org", "codec": "pcmu",
+         "remote": "127.0.0.1:40000"},
+        {"participant": "sip:b@example.org", "codec": "opus", "rate": 48000,
+         "ptime": 20, "payload_type": 111, "remote": "[::1]:40002",
+         "direction": "sendrecv", "audio_level_ext": 1,
+         "telephone_event_pt": 101, "opus": {"complexity": 1, "fec": False},
+         "srtp": None},
+        {"participant": "sip:c@example.org", "codec": "g722",
+         "remote": "127.0.0.1:40004", "direction": "recvonly"},
+        {"participant": "sip:d@example.org", "codec": "pcma", "rate": 8000,
+         "remote": "127.0.0.1:40006",
+         "srtp": {"profile": "AES_CM_128_HMAC_SHA1_80", "key": {"kms": {
+             "conference": "ref-1", "participant": "sip:d@example.org"}}}},
+    ]
+    for j, (prof, n) in enumerate(sorted(keylen.items())):
+        legs.append({"participant": "sip:k%d@example.org" % j,
+                     "codec": "pcmu", "remote": "127.0.0.1:%d" % (41000 + j),
+                     "srtp": {"profile": prof, "encrypted_ext": [1],
+                              "key": {"inline": {"rx": b64(n, j),
+                                                 "tx": b64(n, j + 50)}}}})
+    legs.append({"participant": "sip:bad@example.org", "codec": "pcmu",
+                 "remote": "127.0.0.1:41100",
+                 "srtp": {"profile": "AEAD_AES_128_GCM",
+                          "key": {"inline": {"rx": b64(30, 1),
+                                             "tx": "!!notbase64"}}}})
+    for i, l in enumerate(legs):
+        write("control_json", "leg-%d" % i, b"\1" + json.dumps(l).encode())
+    patches = [{"muted": True}, {"gain_db": -3}, {"direction": "inactive"},
+               {"rekey": True},
+               {"rekey": True, "key": {"inline": {"rx": b64(30, 3),
+                                                  "tx": b64(30, 4)}}},
+               {"muted": "yes"}]
+    for i, p in enumerate(patches):
+        write("control_json", "patch-%d" % i,
+              b"\2" + json.dumps(p).encode())
+    routes = [(0, "/v1/health", b""), (0, "/metrics", b""),
+              (0, "/v1/conferences", b""), (0, "/v1/conferences/f", b""),
+              (0, "/v1/conferences/f/legs/l1", b""),
+              (1, "/v1/conferences", b'{"id": "r1"}'),
+              (1, "/v1/conferences/f/legs", json.dumps(legs[0]).encode()),
+              (2, "/v1/conferences/f/legs/l1", b'{"muted": false}'),
+              (0, "/v1/conferences/nope", b""), (1, "/v2/x", b"{}"),
+              (0, "/v1/conferences/%2e%2e/legs", b"")]
+    for i, (m, path, body) in enumerate(routes):
+        write("control_json", "route-%d" % i,
+              b"\3" + bytes([m]) + path.encode() + b"\0" + body)
+    raws = [b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /v1/conferences HTTP/1.1\r\nContent-Length: 2\r\n"
+            b"Authorization: Bearer nope\r\n\r\n{}",
+            b"GET / HTTP/1.0\r\n\r\n"]
+    for i, r in enumerate(raws):
+        write("control_json", "raw-%d" % i, b"\4" + r)
+
+
 def main():
-    which = sys.argv[1:] or ["rtp_srtp", "mix_intake"]
+    which = sys.argv[1:] or ["rtp_srtp", "mix_intake", "control_json"]
     for w in which:
         globals()[w]()
 
