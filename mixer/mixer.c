@@ -121,7 +121,8 @@ int mix_conf_alloc(struct mix_conf **cp, const struct mix_conf_cfg *cfg,
 	if (!cp || !cfg || !outh)
 		return EINVAL;
 	if (cfg->rate != 8000 && cfg->rate != 16000 && cfg->rate != 24000 &&
-	    cfg->rate != 48000)
+	    cfg->rate != 48000 &&
+	    !(cfg->rate == 0 && cfg->mode == MIX_MODE_TRANSCODE))
 		return EINVAL;
 	if (cfg->ptime_ms != 10 && cfg->ptime_ms != 20)
 		return EINVAL;
@@ -142,7 +143,12 @@ int mix_conf_alloc(struct mix_conf **cp, const struct mix_conf_cfg *cfg,
 		c->cfg.jb_max_ms = c->cfg.jb_min_ms;
 	c->outh = outh;
 	c->arg = arg;
-	c->frame = cfg->rate * cfg->ptime_ms / 1000;
+	if (!cfg->rate) {
+		/* transcode, automatic: 48 kHz until both legs are known */
+		c->rate_auto = true;
+		c->cfg.rate = 48000;
+	}
+	c->frame = c->cfg.rate * cfg->ptime_ms / 1000;
 	*cp = c;
 	return 0;
 }
@@ -277,6 +283,44 @@ static void leg_input_restart(struct mix_leg *l)
 	l->t_started = false;
 }
 
+/*
+ * Transcode with rate 0: run at the lower of the two legs' audio rates
+ * (an Opus leg counts as 48 kHz), so Opus <-> G.711 runs at 8 kHz end to
+ * end with no resampling.  Done when the second leg is added, before any
+ * audio flows between the two.
+ */
+static int transcode_rate(struct mix_conf *c)
+{
+	unsigned i, r = 48000;
+	int err = 0;
+
+	if (!c->rate_auto || c->nlegs != 2)
+		return 0;
+	for (i = 0; i < 2; i++) {
+		struct mix_leg *l = c->legs[i];
+
+		if (l->cfg.codec != MIX_CODEC_OPUS && l->crate < r)
+			r = l->crate;
+	}
+	if (r == c->cfg.rate)
+		return 0;
+	c->cfg.rate = r;
+	c->frame = r * c->cfg.ptime_ms / 1000;
+	for (i = 0; i < 2 && !err; i++) {
+		struct mix_leg *l = c->legs[i];
+
+		if (l->cfg.codec == MIX_CODEC_OPUS)
+			l->crate = l->cfg.rate = r;
+		mix_dec_close(&l->dec);
+		mix_enc_close(&l->own.enc);
+		err = mix_dec_init(&l->dec, l->cfg.codec, r, l->crate);
+		if (!err)
+			err = mix_enc_init(&l->own.enc, l->cfg.codec, r,
+					   l->crate, l->cfg.ptime_ms, &l->ocfg);
+	}
+	return err;
+}
+
 int mix_leg_add(struct mix_conf *c, struct mix_leg **lp,
 		const struct mix_leg_cfg *cfg, void *leg_arg)
 {
@@ -327,8 +371,14 @@ int mix_leg_add(struct mix_conf *c, struct mix_leg **lp,
 	l->src = SRC_SHARED;
 	l->idx = c->nlegs;
 	c->legs[c->nlegs++] = l;
-	if (c->cfg.mode == MIX_MODE_TRANSCODE)
+	if (c->cfg.mode == MIX_MODE_TRANSCODE) {
+		err = transcode_rate(c);
+		if (err) {
+			mix_leg_remove(l);
+			return err;
+		}
 		mix_transcode_setup(c);
+	}
 	*lp = l;
 	return 0;
 }

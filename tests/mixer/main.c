@@ -6,6 +6,7 @@ int main(void)
 {
 	int failed = 0;
 
+	failed += tmix_run_unit();
 	failed += tmix_run_tone();
 	failed += tmix_run_shared();
 	failed += tmix_run_net();
