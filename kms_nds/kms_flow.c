@@ -278,8 +278,13 @@ static int do_bootstrap(struct rq *r)
 	if (err)
 		return err;
 	err = kms_id_cred(r->s, id, cred);
-	if (err == ENOENT)
-		return fail(r, "auth-failed", "unknown identity");
+	if (err == ENOENT) {
+		/* same work and same answer as a wrong MAC */
+		memset(cred, 0, sizeof(cred));
+		kms_boot_mac(cred, r->ctx->exporter, id,
+			     (uint64_t)json_integer_value(jt), nonce, want);
+		return fail(r, "auth-failed", "credential proof wrong");
+	}
 	if (err)
 		return fail(r, "internal", "credential store");
 	err = kms_boot_mac(cred, r->ctx->exporter, id,
@@ -325,9 +330,8 @@ static int do_bootstrap(struct rq *r)
 	kms_wipe(cred, sizeof(cred));
 	if (err)
 		return fail(r, "internal", "token issue");
-	json_object_set_new(r->resp, "expires",
-			    json_integer((json_int_t)(r->ctx->now +
-						      r->cfg->token_lifetime)));
+	json_object_set_new(r->resp, "expires", json_integer(
+		(json_int_t)(r->ctx->now + r->cfg->token_lifetime)));
 	json_object_set_new(r->resp, "kkms_id", json_integer(kid));
 	return 0;
 }
@@ -384,7 +388,8 @@ static int do_p2p(struct rq *r)
 	kms_fput(&fb, KMS_F_K, k, 32);
 	kms_fput_str(&fb, KMS_F_REF, ref);
 	if (!err)
-		err = reply(r, "reply_b", b->kue, KMS_T_REPLY_B, ida, idb, &fb);
+		err = reply(r, "reply_b", b->kue, KMS_T_REPLY_B, ida, idb,
+			    &fb);
 	kms_wipe(&fb, sizeof(fb));
 	json_object_set_new(r->resp, "call", json_string(ref));
  out:
@@ -480,7 +485,8 @@ static int do_conf_passive(struct rq *r)
 	kms_fput_str(&fb, KMS_F_REF, ref);
 	kms_fput_u32(&fb, KMS_F_GEN, gen);
 	if (!err)
-		err = reply(r, "reply_b", b->kue, KMS_T_REPLY_B, ida, idb, &fb);
+		err = reply(r, "reply_b", b->kue, KMS_T_REPLY_B, ida, idb,
+			    &fb);
 	kms_wipe(&fb, sizeof(fb));
 	kms_wipe(&lk, sizeof(lk));
 	json_object_set_new(r->resp, "conf", json_string(ref));
@@ -659,7 +665,8 @@ static int do_fork(struct rq *r)
 	kms_fput(&fb, KMS_F_R, b->f.v[KMS_F_R], KMS_RAND_LEN);
 	kms_fput(&fb, KMS_F_K, k, 32);
 	if (!err)
-		err = reply(r, "reply_b", b->kue, KMS_T_REPLY_B, ida, idb, &fb);
+		err = reply(r, "reply_b", b->kue, KMS_T_REPLY_B, ida, idb,
+			    &fb);
 	kms_wipe(&fb, sizeof(fb));
  out:
 	kms_wipe(k, sizeof(k));

@@ -5,13 +5,12 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/kdf.h>
 #include <openssl/rand.h>
 
+#include "keyleg/keyleg.h"
 #include "kms_nds/kms_proto.h"
 #include "kms_nds/kms_store.h"
 
@@ -52,36 +51,13 @@ void kms_wipe(void *p, size_t n)
 		OPENSSL_cleanse(p, n);
 }
 
+/** HKDF-SHA-256 (RFC 5869): the project's one implementation, keyleg's */
 int kms_hkdf(const uint8_t *salt, size_t salt_len, const uint8_t *ikm,
 	     size_t ikm_len, const uint8_t *info, size_t info_len,
 	     uint8_t *out, size_t out_len)
 {
-	EVP_KDF *kdf;
-	EVP_KDF_CTX *ctx;
-	OSSL_PARAM prm[5], *p = prm;
-	int err = 0;
-
-	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	if (!kdf)
-		return ENOTSUP;
-	ctx = EVP_KDF_CTX_new(kdf);
-	EVP_KDF_free(kdf);
-	if (!ctx)
-		return ENOMEM;
-	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
-						(char *)"SHA256", 0);
-	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
-						 (void *)ikm, ikm_len);
-	if (salt_len)
-		*p++ = OSSL_PARAM_construct_octet_string(
-			OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
-	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
-						 (void *)info, info_len);
-	*p = OSSL_PARAM_construct_end();
-	if (EVP_KDF_derive(ctx, out, out_len, prm) != 1)
-		err = EIO;
-	EVP_KDF_CTX_free(ctx);
-	return err;
+	return keyleg_hkdf(salt, salt_len, ikm, ikm_len, info, info_len, out,
+			   out_len);
 }
 
 int kms_hmac(const uint8_t *key, size_t key_len, const uint8_t *msg,
@@ -104,7 +80,8 @@ int kms_b64_encode(const uint8_t *in, size_t n, char *out, size_t outsz)
 	if ((n * 4 + 2) / 3 + 1 > outsz)
 		return EMSGSIZE;
 	for (i = 0; i + 2 < n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | in[i + 1] << 8 | in[i + 2];
+		uint32_t v = (uint32_t)in[i] << 16 | in[i + 1] << 8 |
+			     in[i + 2];
 
 		out[o++] = b64u[v >> 18];
 		out[o++] = b64u[(v >> 12) & 63];

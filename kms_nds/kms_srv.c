@@ -278,7 +278,8 @@ int kmsd_srv_listen(struct event_base *base, struct kms_store *s,
 	srv->ctx = SSL_CTX_new(TLS_server_method());
 	if (!srv->ctx ||
 	    !SSL_CTX_set_min_proto_version(srv->ctx, TLS1_3_VERSION) ||
-	    SSL_CTX_use_certificate_chain_file(srv->ctx, cfg->cert_file) != 1 ||
+	    SSL_CTX_use_certificate_chain_file(srv->ctx,
+					       cfg->cert_file) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(srv->ctx, cfg->key_file,
 					SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(srv->ctx) != 1) {

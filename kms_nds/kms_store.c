@@ -12,10 +12,19 @@
 
 #include "kms_nds/kms_int.h"
 
+#define STMT_CACHE 64
+
 struct kms_store {
 	sqlite3 *db;
 	uint8_t skey[32];
 	struct kms_cfg cfg;
+	/* prepared statements by SQL text address (every query is a
+	 * literal at one call site): prepared once, reset after use */
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} cache[STMT_CACHE];
+	size_t ncache;
 };
 
 static const char schema[] =
@@ -68,6 +77,23 @@ struct kms_cfg *kms_store_cfg(struct kms_store *s)
 	return &s->cfg;
 }
 
+/** Done with a statement: reset a cached one, finalize any other */
+static void release(struct kms_store *s, sqlite3_stmt *st)
+{
+	size_t i;
+
+	if (!st)
+		return;
+	for (i = 0; i < s->ncache; i++) {
+		if (s->cache[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			return;
+		}
+	}
+	sqlite3_finalize(st);
+}
+
 /*
  * Prepare sql and bind arguments described by fmt: 's' const char *,
  * 'i' int64 (passed as uint64_t), 'b' blob (const void *, size_t).
@@ -79,8 +105,20 @@ static sqlite3_stmt *prep(struct kms_store *s, const char *sql,
 	va_list ap;
 	int i, rc = SQLITE_OK;
 
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return NULL;
+	for (i = 0; i < (int)s->ncache; i++) {
+		if (s->cache[i].sql == sql) {
+			st = s->cache[i].st;
+			break;
+		}
+	}
+	if (!st) {
+		if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+			return NULL;
+		if (s->ncache < STMT_CACHE) {
+			s->cache[s->ncache].sql = sql;
+			s->cache[s->ncache++].st = st;
+		}
+	}
 	va_start(ap, fmt);
 	for (i = 0; fmt && fmt[i] && rc == SQLITE_OK; i++) {
 		if (fmt[i] == 's') {
@@ -104,21 +142,21 @@ static sqlite3_stmt *prep(struct kms_store *s, const char *sql,
 	}
 	va_end(ap);
 	if (rc != SQLITE_OK) {
-		sqlite3_finalize(st);
+		release(s, st);
 		return NULL;
 	}
 	return st;
 }
 
 /** Run a statement to completion: 0, EEXIST (constraint) or EIO */
-static int run(sqlite3_stmt *st)
+static int run(struct kms_store *s, sqlite3_stmt *st)
 {
 	int rc;
 
 	if (!st)
 		return EIO;
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	release(s, st);
 	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
 		return 0;
 	return (rc & 0xff) == SQLITE_CONSTRAINT ? EEXIST : EIO;
@@ -245,15 +283,16 @@ static int check_key(struct kms_store *s)
 		return EIO;
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		err = unwrap(s, "meta", "check", st, 0, k);
-		sqlite3_finalize(st);
+		release(s, st);
 		if (!err && !kms_ct_equal(k, zero, 32))
 			err = EIO;
 		return err;
 	}
-	sqlite3_finalize(st);
+	release(s, st);
 	err = wrap(s, "meta", "check", zero, w, &wl);
 	if (!err)
-		err = run(prep(s, "INSERT INTO meta VALUES('check', ?)", "b",
+		err = run(s, prep(s, "INSERT INTO meta VALUES('check', ?)",
+				  "b",
 			       w, wl));
 	return err;
 }
@@ -287,8 +326,12 @@ int kms_store_open_key(struct kms_store **sp, const char *db_path,
 
 struct kms_store *kms_store_close(struct kms_store *s)
 {
+	size_t i;
+
 	if (!s)
 		return NULL;
+	for (i = 0; i < s->ncache; i++)
+		sqlite3_finalize(s->cache[i].st);
 	sqlite3_close(s->db);
 	kms_wipe(s->skey, sizeof(s->skey));
 	free(s);
@@ -321,7 +364,7 @@ int kms_id_add(struct kms_store *s, const char *id, uint8_t cred[32])
 	if (!err)
 		err = wrap(s, "cred", id, cred, w, &wl);
 	if (!err)
-		err = run(prep(s, "INSERT OR REPLACE INTO identities"
+		err = run(s, prep(s, "INSERT OR REPLACE INTO identities"
 			       " VALUES(?, ?)", "sb", id, w, wl));
 	return err;
 }
@@ -338,30 +381,32 @@ int kms_id_cred(struct kms_store *s, const char *id, uint8_t cred[32])
 		err = unwrap(s, "cred", id, st, 0, cred);
 	else
 		err = ENOENT;
-	sqlite3_finalize(st);
+	release(s, st);
 	return err;
 }
 
 int kms_group_add(struct kms_store *s, const char *grp, const char *member)
 {
-	return run(prep(s, "INSERT OR IGNORE INTO groups VALUES(?, ?)", "ss",
+	return run(s, prep(s, "INSERT OR IGNORE INTO groups VALUES(?, ?)",
+			   "ss",
 			grp, member));
 }
 
-static int exists(sqlite3_stmt *st)
+static int exists(struct kms_store *s, sqlite3_stmt *st)
 {
 	int rc;
 
 	if (!st)
 		return EIO;
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	release(s, st);
 	return rc == SQLITE_ROW ? 0 : ENOENT;
 }
 
 int kms_group_has(struct kms_store *s, const char *grp, const char *member)
 {
-	return exists(prep(s, "SELECT 1 FROM groups WHERE grp=? AND member=?",
+	return exists(s, prep(s, "SELECT 1 FROM groups WHERE grp=? AND"
+			      " member=?",
 			   "ss", grp, member));
 }
 
@@ -387,18 +432,18 @@ int kms_ring_rotate(struct kms_store *s, const char *purpose, uint64_t now)
 		return EIO;
 	if (sqlite3_step(st) == SQLITE_ROW)
 		id = (uint32_t)sqlite3_column_int64(st, 0) + 1;
-	sqlite3_finalize(st);
+	release(s, st);
 	err = kms_random(k, 32);
 	ringrow(row, sizeof(row), purpose, id);
 	if (!err)
 		err = wrap(s, "ring", row, k, w, &wl);
 	kms_wipe(k, sizeof(k));
 	if (!err)
-		err = run(prep(s, "UPDATE ring SET superseded=? WHERE"
+		err = run(s, prep(s, "UPDATE ring SET superseded=? WHERE"
 			       " purpose=? AND superseded=0", "is", now,
 			       purpose));
 	if (!err)
-		err = run(prep(s, "INSERT INTO ring VALUES(?, ?, ?, ?, 0)",
+		err = run(s, prep(s, "INSERT INTO ring VALUES(?, ?, ?, ?, 0)",
 			       "sibi", purpose, (uint64_t)id, w, wl, now));
 	return err;
 }
@@ -420,10 +465,10 @@ int kms_ring_current(struct kms_store *s, const char *purpose,
 			*id = (uint32_t)sqlite3_column_int64(st, 0);
 			ringrow(row, sizeof(row), purpose, *id);
 			err = unwrap(s, "ring", row, st, 1, key);
-			sqlite3_finalize(st);
+			release(s, st);
 			return err;
 		}
-		sqlite3_finalize(st);
+		release(s, st);
 		err = kms_ring_rotate(s, purpose, now);
 		if (err)
 			return err;
@@ -448,17 +493,17 @@ int kms_ring_get(struct kms_store *s, const char *purpose, uint32_t id,
 	if (!st)
 		return EIO;
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
+		release(s, st);
 		return ENOENT;
 	}
 	sup = (uint64_t)sqlite3_column_int64(st, 0);
 	if (sup && now >= sup + grace) {
-		sqlite3_finalize(st);
+		release(s, st);
 		return EKEYEXPIRED;
 	}
 	ringrow(row, sizeof(row), purpose, id);
 	err = unwrap(s, "ring", row, st, 1, key);
-	sqlite3_finalize(st);
+	release(s, st);
 	return err;
 }
 
@@ -481,21 +526,21 @@ int kms_ring_maintain(struct kms_store *s, uint64_t now)
 		    now >= (uint64_t)sqlite3_column_int64(st, 0) +
 			   s->cfg.kkms_lifetime)
 			err = kms_ring_rotate(s, purposes[i], now);
-		sqlite3_finalize(st);
+		release(s, st);
 		if (!err)
 			/* the key is destroyed; the row stays as a
 			 * tombstone so a late token gets "retired" */
-			err = run(prep(s, "UPDATE ring SET key=NULL WHERE"
+			err = run(s, prep(s, "UPDATE ring SET key=NULL WHERE"
 				       " purpose=? AND superseded>0 AND"
 				       " superseded+?<=? AND key IS NOT NULL",
 				       "sii", purposes[i], (uint64_t)keep,
 				       now));
 	}
 	if (!err)
-		err = run(prep(s, "DELETE FROM seen WHERE t<?", "i",
+		err = run(s, prep(s, "DELETE FROM seen WHERE t<?", "i",
 			       now - 2 * (uint64_t)s->cfg.time_window));
 	if (!err)
-		err = run(prep(s, "DELETE FROM fails WHERE t<?", "i",
+		err = run(s, prep(s, "DELETE FROM fails WHERE t<?", "i",
 			       now - (uint64_t)s->cfg.fail_window));
 	return err;
 }
@@ -512,15 +557,15 @@ int kms_secret(struct kms_store *s, const char *name, uint8_t key[32])
 		return EIO;
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		err = unwrap(s, "secret", name, st, 0, key);
-		sqlite3_finalize(st);
+		release(s, st);
 		return err;
 	}
-	sqlite3_finalize(st);
+	release(s, st);
 	err = kms_random(key, 32);
 	if (!err)
 		err = wrap(s, "secret", name, key, w, &wl);
 	if (!err)
-		err = run(prep(s, "INSERT INTO secrets VALUES(?, ?)", "sb",
+		err = run(s, prep(s, "INSERT INTO secrets VALUES(?, ?)", "sb",
 			       name, w, wl));
 	return err;
 }
@@ -534,14 +579,14 @@ int kms_seen_add(struct kms_store *s, const uint8_t nonce[KMS_RAND_LEN],
 	int err;
 
 	(void)now;
-	err = run(prep(s, "INSERT INTO seen VALUES(?, ?)", "bi", nonce,
+	err = run(s, prep(s, "INSERT INTO seen VALUES(?, ?)", "bi", nonce,
 		       (size_t)KMS_RAND_LEN, t));
 	return err == EEXIST ? EALREADY : err;
 }
 
 int kms_fail_add(struct kms_store *s, const char *scope, uint64_t now)
 {
-	return run(prep(s, "INSERT INTO fails VALUES(?, ?)", "si", scope,
+	return run(s, prep(s, "INSERT INTO fails VALUES(?, ?)", "si", scope,
 			now));
 }
 
@@ -557,7 +602,7 @@ int kms_fail_count(struct kms_store *s, const char *scope, uint64_t now,
 	*n = 0;
 	if (sqlite3_step(st) == SQLITE_ROW)
 		*n = (uint32_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	release(s, st);
 	return 0;
 }
 
@@ -583,10 +628,11 @@ int kms_conf_register(struct kms_store *s, const char *ref,
 		kms_wipe(kj, sizeof(kj));
 	}
 	if (!err)
-		err = run(prep(s, "INSERT INTO confs VALUES(?, ?, '', 1, ?, ?)",
+		err = run(s, prep(s, "INSERT INTO confs"
+				  " VALUES(?, ?, '', 1, ?, ?)",
 			       "ssbi", ref, focus, w, wl, expires));
 	for (i = 0; i < n_eligible && !err; i++)
-		err = run(prep(s, "INSERT OR IGNORE INTO eligible"
+		err = run(s, prep(s, "INSERT OR IGNORE INTO eligible"
 			       " VALUES(?, ?)", "ss", ref, eligible[i]));
 	return err;
 }
@@ -603,7 +649,7 @@ int kms_conf_ensure(struct kms_store *s, const char *ref,
 	struct kms_conf c;
 	int err;
 
-	err = run(prep(s, "INSERT OR IGNORE INTO confs VALUES(?, ?, ?, 0,"
+	err = run(s, prep(s, "INSERT OR IGNORE INTO confs VALUES(?, ?, ?, 0,"
 		       " NULL, ?)", "sssi", ref, focus, chairman, expires));
 	if (err)
 		return err;
@@ -612,7 +658,11 @@ int kms_conf_ensure(struct kms_store *s, const char *ref,
 		return err;
 	if (c.active || strcmp(c.focus, focus) || strcmp(c.chairman, chairman))
 		return EACCES;
-	return 0;
+	/* a conference lives as long as its newest leg */
+	if (expires > c.expires_s)
+		err = run(s, prep(s, "UPDATE confs SET expires=? WHERE ref=?",
+				  "is", expires, ref));
+	return err;
 }
 
 int kms_conf_kjoin(struct kms_store *s, const char *ref, uint8_t kjoin[32])
@@ -627,13 +677,13 @@ int kms_conf_kjoin(struct kms_store *s, const char *ref, uint8_t kjoin[32])
 	if (sqlite3_step(st) == SQLITE_ROW &&
 	    sqlite3_column_bytes(st, 0) > 0)
 		err = unwrap(s, "kjoin", ref, st, 0, kjoin);
-	sqlite3_finalize(st);
+	release(s, st);
 	return err;
 }
 
 int kms_conf_eligible(struct kms_store *s, const char *ref, const char *id)
 {
-	return exists(prep(s, "SELECT 1 FROM eligible WHERE ref=? AND id=?",
+	return exists(s, prep(s, "SELECT 1 FROM eligible WHERE ref=? AND id=?",
 			   "ss", ref, id));
 }
 
@@ -651,7 +701,7 @@ int kms_store_conf_get(struct kms_store *s, const char *conf_ref,
 	if (!st)
 		return EIO;
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
+		release(s, st);
 		return ENOENT;
 	}
 	snprintf(out->conf_ref, sizeof(out->conf_ref), "%s", conf_ref);
@@ -660,7 +710,7 @@ int kms_store_conf_get(struct kms_store *s, const char *conf_ref,
 		err = col_str(st, 1, out->chairman, sizeof(out->chairman));
 	out->active = sqlite3_column_int(st, 2);
 	out->expires_s = (uint64_t)sqlite3_column_int64(st, 3);
-	sqlite3_finalize(st);
+	release(s, st);
 	if (!err && now_s && now_s >= out->expires_s)
 		err = EKEYEXPIRED;
 	return err;
@@ -689,7 +739,7 @@ int kms_leg_set(struct kms_store *s, const char *ref, const char *who,
 		g = (uint32_t)sqlite3_column_int64(st, 0);
 		legrow(row, sizeof(row), ref, who, g);
 		err = unwrap(s, "leg", row, st, 1, prev);
-		sqlite3_finalize(st);
+		release(s, st);
 		if (err)
 			return err;
 		if (mode == KMS_LEG_KEEP) {
@@ -701,7 +751,7 @@ int kms_leg_set(struct kms_store *s, const char *ref, const char *who,
 		g++;
 	}
 	else {
-		sqlite3_finalize(st);
+		release(s, st);
 	}
 	legrow(row, sizeof(row), ref, who, g);
 	err = wrap(s, "leg", row, key, w, &wl);
@@ -709,7 +759,7 @@ int kms_leg_set(struct kms_store *s, const char *ref, const char *who,
 		legrow(row, sizeof(row), ref, who, g - 1);
 		err = wrap(s, "legprev", row, prev, pw, &pwl);
 		if (!err)
-			err = run(prep(s, "UPDATE legs SET gen=?, key=?,"
+			err = run(s, prep(s, "UPDATE legs SET gen=?, key=?,"
 				       " prev_gen=?, prev_key=?, prev_until=?,"
 				       " expires=max(expires, ?) WHERE ref=?"
 				       " AND participant=?", "ibibiiss",
@@ -719,7 +769,7 @@ int kms_leg_set(struct kms_store *s, const char *ref, const char *who,
 				       ref, who));
 	}
 	else if (!err) {
-		err = run(prep(s, "INSERT INTO legs VALUES(?, ?, ?, ?, 0,"
+		err = run(s, prep(s, "INSERT INTO legs VALUES(?, ?, ?, ?, 0,"
 			       " NULL, 0, ?)", "ssibi", ref, who,
 			       (uint64_t)g, w, wl, expires));
 	}
@@ -750,7 +800,7 @@ int kms_store_legkey_get(struct kms_store *s, const char *conf_ref,
 	if (!st)
 		return EIO;
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
+		release(s, st);
 		return ENOENT;
 	}
 	snprintf(out->conf_ref, sizeof(out->conf_ref), "%s", conf_ref);
@@ -769,7 +819,7 @@ int kms_store_legkey_get(struct kms_store *s, const char *conf_ref,
 		err = unwrap(s, "legprev", row, st, 3, out->prev_key);
 		out->has_prev = !err;
 	}
-	sqlite3_finalize(st);
+	release(s, st);
 	if (!err && now_s >= out->expires_s)
 		err = EKEYEXPIRED;
 	if (err)
@@ -789,7 +839,7 @@ int kms_call_put(struct kms_store *s, const char *ref, const char *caller,
 
 	err = wrap(s, "call", ref, key, w, &wl);
 	if (!err)
-		err = run(prep(s, "INSERT OR REPLACE INTO calls"
+		err = run(s, prep(s, "INSERT OR REPLACE INTO calls"
 			       " VALUES(?, ?, ?, ?, ?, ?)", "ssssbi", ref,
 			       caller, callee, xcoder ? xcoder : "", w, wl,
 			       expires));
@@ -811,7 +861,7 @@ int kms_store_callkey_get(struct kms_store *s, const char *call_ref,
 	if (!st)
 		return EIO;
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
+		release(s, st);
 		return ENOENT;
 	}
 	snprintf(out->call_ref, sizeof(out->call_ref), "%s", call_ref);
@@ -828,7 +878,7 @@ int kms_store_callkey_get(struct kms_store *s, const char *call_ref,
 		err = EKEYEXPIRED;
 	if (!err)
 		err = unwrap(s, "call", call_ref, st, 3, out->key);
-	sqlite3_finalize(st);
+	release(s, st);
 	if (err)
 		kms_wipe(out, sizeof(*out));
 	return err;
@@ -842,7 +892,7 @@ int kms_store_mailbox_set(struct kms_store *s, const char *user,
 	if (!user || !mailbox || strlen(user) >= KMS_ID_MAX ||
 	    strlen(mailbox) >= KMS_ID_MAX)
 		return EINVAL;
-	return run(prep(s, "INSERT OR REPLACE INTO mailbox VALUES(?, ?)",
+	return run(s, prep(s, "INSERT OR REPLACE INTO mailbox VALUES(?, ?)",
 			"ss", user, mailbox));
 }
 
@@ -857,7 +907,7 @@ int kms_store_mailbox_of(struct kms_store *s, const char *user,
 		return EIO;
 	if (sqlite3_step(st) == SQLITE_ROW)
 		err = col_str(st, 0, mailbox, mailbox_sz);
-	sqlite3_finalize(st);
+	release(s, st);
 	return err;
 }
 
@@ -865,7 +915,7 @@ int kms_store_audit(struct kms_store *s, uint64_t now_s, const char *who,
 		    const char *role, const char *what, const char *conf_ref,
 		    const char *participant, const char *result)
 {
-	return run(prep(s, "INSERT INTO audit VALUES(?, ?, ?, ?, ?, ?, ?)",
+	return run(s, prep(s, "INSERT INTO audit VALUES(?, ?, ?, ?, ?, ?, ?)",
 			"issssss", now_s, who, role, what, conf_ref,
 			participant, result));
 }

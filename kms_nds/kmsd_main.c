@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "kms_nds/kms.h"
 #include "kms_nds/kms_int.h"
 #include "kms_nds/kmsd_int.h"
 
@@ -28,6 +29,7 @@
 struct opts {
 	const char *db, *skey, *listen, *cert, *key, *port_file;
 	const char *nds, *nds_cert, *nds_key, *nds_ca, *audit_log;
+	const char *nds_port_file;
 	const char *focus, *secret, *secret_file, *eligible, *mailbox;
 	const char *caller, *recipient, *invite;
 	unsigned long max_conns, idle_ms, req_ms, expires_in;
@@ -45,9 +47,10 @@ static void usage(void)
 "                  [--token-lifetime S] [--kkms-lifetime S] [--kkms-grace S]\n"
 "                  [--window S] [--invite-validity S] [--leg-lifetime S]\n"
 "                  [--rekey-overlap S] [--mbx-retention S]\n"
-"                  [--max-conns N] [--idle-timeout MS] [--request-timeout MS]\n"
-"                  [--nds ADDR:PORT --nds-cert PEM --nds-key PEM --nds-ca PEM\n"
-"                   [--audit-log FILE]]\n"
+"                  [--max-conns N] [--idle-timeout MS]\n"
+"                  [--request-timeout MS]\n"
+"                  [--nds ADDR:PORT --nds-cert PEM --nds-key PEM\n"
+"                   --nds-ca PEM [--audit-log FILE] [--nds-port-file F]]\n"
 "       kmsd keygen FILE                       (new storage key, mode 0600)\n"
 "       kmsd admin --db FILE --storage-key FILE COMMAND ...\n"
 "  add-identity ID            provision ID; prints cred=<base64url>\n"
@@ -83,6 +86,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		S("--port-file", port_file), S("--nds", nds),
 		S("--nds-cert", nds_cert), S("--nds-key", nds_key),
 		S("--nds-ca", nds_ca), S("--audit-log", audit_log),
+		S("--nds-port-file", nds_port_file),
 		S("--focus", focus), S("--secret", secret),
 		S("--secret-file", secret_file), S("--eligible", eligible),
 		S("--mailbox", mailbox), S("--caller", caller),
@@ -146,11 +150,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (strcmp(a, nopt[j].name))
 				continue;
 			if (parse_ul(argv[++i], &v)) {
-				fprintf(stderr, "kmsd: bad number for %s\n", a);
+				fprintf(stderr, "kmsd: bad number for %s\n",
+					a);
 				return EINVAL;
 			}
 			if (nopt[j].ul)
-				*(unsigned long *)((char *)o + nopt[j].off) = v;
+				*(unsigned long *)((char *)o +
+						   nopt[j].off) = v;
 			else
 				*(uint32_t *)((char *)&o->cfg + nopt[j].off) =
 					(uint32_t)v;
@@ -328,23 +334,75 @@ static int admin(const struct opts *o)
 /* ---- server ---- */
 
 /*
- * The NDS listener for network nodes (bridge, transcoder, mailbox) runs
- * in this event loop on this store; it is built on branch nds.  Until
- * that is merged, asking for it is an error.
+ * The NDS listener for network nodes (bridge, transcoder, mailbox: the
+ * nds part of kms_nds, docs/nds.md) runs in this event loop on this
+ * store.
  */
+static struct kms_nds_srv *nds_srv;
+
 static int nds_start(struct event_base *base, struct kms_store *s,
 		     const struct opts *o)
 {
-	(void)base;
-	(void)s;
+	struct kms_nds_cfg cfg = {
+		.cert_file = o->nds_cert, .key_file = o->nds_key,
+		.ca_file = o->nds_ca, .audit_log = o->audit_log,
+		.idle_timeout_ms = (unsigned)o->idle_ms,
+		.request_timeout_ms = (unsigned)o->req_ms,
+		.max_conns = (unsigned)o->max_conns,
+	};
+	char host[128], *c;
+	unsigned long port;
+	int err;
+
 	if (!o->nds)
 		return 0;
-	fprintf(stderr, "kmsd: --nds: this build has no NDS listener\n");
-	return ENOTSUP;
+	if (!o->nds_cert || !o->nds_key || !o->nds_ca) {
+		fprintf(stderr, "kmsd: --nds needs --nds-cert, --nds-key and "
+			"--nds-ca\n");
+		return EINVAL;
+	}
+	snprintf(host, sizeof(host), "%s", o->nds);
+	c = strrchr(host, ':');
+	if (!c || parse_ul(c + 1, &port) || port > 65535) {
+		fprintf(stderr, "kmsd: --nds ADDR:PORT expected\n");
+		return EINVAL;
+	}
+	*c = '\0';
+	if (host[0] == '[') {
+		memmove(host, host + 1, strlen(host));
+		host[strcspn(host, "]")] = '\0';
+	}
+	err = kms_nds_listen(base, s, host, (uint16_t)port, &cfg, &nds_srv);
+	if (err) {
+		fprintf(stderr, "kmsd: NDS listener on %s: %s\n", o->nds,
+			strerror(err));
+		return err;
+	}
+	fprintf(stderr, "kmsd: NDS listening on port %u\n",
+		kms_nds_port(nds_srv));
+	if (o->nds_port_file) {
+		FILE *f = fopen(o->nds_port_file, "w");
+
+		if (f) {
+			fprintf(f, "%u\n", kms_nds_port(nds_srv));
+			fclose(f);
+		}
+	}
+	return 0;
 }
 
 static void nds_stop(void)
 {
+	nds_srv = kms_nds_free(nds_srv);
+}
+
+static void on_hup(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (nds_srv && kms_nds_reload(nds_srv))
+		fprintf(stderr, "kmsd: NDS reload failed\n");
 }
 
 static void on_signal(evutil_socket_t fd, short what, void *arg)
@@ -373,6 +431,7 @@ static int serve(struct opts *o)
 	struct kms_store *s = NULL;
 	struct event_base *base = NULL;
 	struct event *sig_int = NULL, *sig_term = NULL, *maint = NULL;
+	struct event *sig_hup = NULL;
 	struct kmsd_srv *srv = NULL;
 	struct timeval tv = { 60, 0 };
 	int err;
@@ -409,13 +468,15 @@ static int serve(struct opts *o)
 	}
 	sig_int = evsignal_new(base, SIGINT, on_signal, base);
 	sig_term = evsignal_new(base, SIGTERM, on_signal, base);
+	sig_hup = evsignal_new(base, SIGHUP, on_hup, NULL);
 	maint = event_new(base, -1, EV_PERSIST, on_maint, s);
-	if (!sig_int || !sig_term || !maint) {
+	if (!sig_int || !sig_term || !sig_hup || !maint) {
 		err = ENOMEM;
 		goto out;
 	}
 	evsignal_add(sig_int, NULL);
 	evsignal_add(sig_term, NULL);
+	evsignal_add(sig_hup, NULL);
 	evtimer_add(maint, &tv);
 	fprintf(stderr, "kmsd: listening on port %u\n", kmsd_srv_port(srv));
 	event_base_dispatch(base);
@@ -427,6 +488,8 @@ static int serve(struct opts *o)
 		event_free(sig_int);
 	if (sig_term)
 		event_free(sig_term);
+	if (sig_hup)
+		event_free(sig_hup);
 	nds_stop();
 	kmsd_srv_free(srv);
 	if (base)

@@ -26,12 +26,23 @@
 
 struct ue;
 
+/*
+ * Transport override (tests, benchmarks): called instead of a TLS
+ * connection with one request; *resp is malloc'd by the callee.  The
+ * exporter value stands in for the TLS exporter of the channel.
+ */
+typedef int (ue_xfer_h)(const char *req, size_t req_len, char **resp,
+			size_t *resp_len, void *arg);
+
 struct ue_cfg {
 	const char *state_file;  /**< required                           */
 	const char *kms;         /**< "host:port" of kmsd's UE listener  */
 	const char *ca_file;     /**< CA that signed kmsd's certificate  */
 	const char *server_name; /**< expected name; NULL = the host     */
 	unsigned timeout_ms;     /**< per request; 0 = 5000              */
+	ue_xfer_h *xfer;         /**< NULL: TLS to kms                   */
+	void *xfer_arg;
+	uint8_t xfer_exporter[32];
 };
 
 /** The outcome of a flow: the leg key and how to use it */

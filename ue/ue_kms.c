@@ -222,6 +222,10 @@ static int conn_open(struct ue *u, struct conn *c)
 
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
+	if (u->cfg.xfer) {
+		memcpy(c->exporter, u->cfg.xfer_exporter, KMS_EXPORTER_LEN);
+		return 0;
+	}
 	if (!u->kms[0] || !u->ca[0])
 		return seterr(u, EINVAL, "need --kms and --ca%s%s", 0, 0);
 	copy(host, sizeof(host), u->kms);
@@ -295,6 +299,11 @@ static int conn_call(struct ue *u, struct conn *c, json_t *req,
 	hdr[1] = (uint8_t)(n >> 16);
 	hdr[2] = (uint8_t)(n >> 8);
 	hdr[3] = (uint8_t)n;
+	if (u->cfg.xfer) {
+		err = u->cfg.xfer(s, n, &buf, &n, u->cfg.xfer_arg);
+		free(s);
+		goto parse;
+	}
 	err = io_all(c->ssl, hdr, 4, 1);
 	if (!err)
 		err = io_all(c->ssl, s, n, 1);
@@ -309,6 +318,7 @@ static int conn_call(struct ue *u, struct conn *c, json_t *req,
 		err = ENOMEM;
 	if (!err)
 		err = io_all(c->ssl, buf, n, 0);
+ parse:
 	if (!err)
 		*resp = json_loadb(buf, n, 0, NULL);
 	free(buf);
@@ -529,7 +539,8 @@ int ue_answer(struct ue *u, const char *kind, const char *from,
 	if (!err)
 		err = kms_random(rb, sizeof(rb));
 	if (!err)
-		err = make_request(u, from, u->id, rb, NULL, stmt, UE_STMT_MAX);
+		err = make_request(u, from, u->id, rb, NULL, stmt,
+				   UE_STMT_MAX);
 	if (!err) {
 		req = json_pack("{si ss ss ss ss ss}", "v", KMS_PROTO_VERSION,
 				"type", kind, "ida", from, "idb", u->id,
@@ -555,7 +566,7 @@ int ue_answer(struct ue *u, const char *kind, const char *from,
 		kms_fget_u32(&f, KMS_F_GEN, &gen);
 		k->generation = gen;
 		if (fork) {
-			/* Kb-media = KDF(K, Rb): C, also holding K, lacks Rb */
+			/* KDF(K, Rb): C also holds K but lacks Rb */
 			err = kms_fork_key(f.v[KMS_F_K], rb, from, u->id,
 					   k->leg_key);
 		}
@@ -710,7 +721,8 @@ int ue_retrieve(struct ue *u, const char *from, const char *ticket,
 	if (!err)
 		err = kms_random(rb, sizeof(rb));
 	if (!err)
-		err = make_request(u, from, u->id, rb, NULL, stmt, UE_STMT_MAX);
+		err = make_request(u, from, u->id, rb, NULL, stmt,
+				   UE_STMT_MAX);
 	if (!err) {
 		req = json_pack("{si ss ss ss ss ss}", "v", KMS_PROTO_VERSION,
 				"type", "retrieve", "ida", from, "idb", u->id,

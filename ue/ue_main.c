@@ -157,7 +157,8 @@ static int run(struct ue *u, const char *cmd, const struct args *a)
 			goto out;
 		err = ue_invite(u, a->to, conf ? a->focus : NULL,
 				a->transcoder,
-				conf ? (a->label ? a->label : "default") : NULL,
+				conf ? (a->label ? a->label : "default")
+				     : NULL,
 				a->fresh, buf, UE_STMT_MAX);
 		if (!err)
 			printf("from=%s\nto=%s\ninvite=%s\n", ue_id(u), a->to,
@@ -180,7 +181,8 @@ static int run(struct ue *u, const char *cmd, const struct args *a)
 		int fork = !strcmp(cmd, "fork-finish");
 
 		err = ue_finish(u, a->to,
-				conf ? (a->label ? a->label : "default") : NULL,
+				conf ? (a->label ? a->label : "default")
+				     : NULL,
 				a->reply, fork, &k);
 		have_key = !err;
 	}

@@ -20,6 +20,9 @@ BUILD = os.environ.get("KEYMIX_BUILD", os.path.join(
 BIN = os.path.join(BUILD, "bin")
 KMSD = os.path.join(BIN, "kmsd")
 UE = os.path.join(BIN, "ue")
+NODE = os.path.join(BIN, "kmsnode")
+TOP = os.environ.get("KEYMIX_TOP", os.path.join(
+    os.path.dirname(__file__), "..", ".."))
 
 passed = 0
 failed = 0
@@ -55,6 +58,8 @@ class Env:
         self.proc = None
         self.port = None
         self.extra = []
+        self.san = []
+        self.keys_seen = set()
         self.db = ["--db", os.path.join(tmp, "kms.db"),
                    "--storage-key", os.path.join(tmp, "storage.key")]
         subprocess.run([KMSD, "keygen", os.path.join(tmp, "storage.key")],
@@ -67,6 +72,10 @@ class Env:
                         "subjectAltName=DNS:kms.keymix.test"],
                        check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
+        self.certs = os.path.join(tmp, "certs")
+        subprocess.run(["bash", os.path.join(TOP, "scripts", "certs.sh"),
+                        self.certs], check=True, stdout=subprocess.DEVNULL)
+        self.nds_port = None
 
     def env(self):
         e = dict(os.environ)
@@ -82,18 +91,28 @@ class Env:
 
     def start(self):
         pf = os.path.join(self.tmp, "port")
-        if os.path.exists(pf):
-            os.unlink(pf)
+        npf = os.path.join(self.tmp, "nds-port")
+        for f in (pf, npf):
+            if os.path.exists(f):
+                os.unlink(f)
+        c = self.certs
         self.proc = subprocess.Popen(
             [KMSD, "serve"] + self.db + self.extra +
-            ["--listen", "127.0.0.1:0", "--port-file", pf,
+            ["--nds", "127.0.0.1:0", "--nds-port-file", npf,
+             "--nds-cert", os.path.join(c, "kmsd-nds.crt"),
+             "--nds-key", os.path.join(c, "kmsd-nds.key"),
+             "--nds-ca", os.path.join(c, "ca.crt"),
+             "--audit-log", os.path.join(self.tmp, "audit.log"),
+             "--listen", "127.0.0.1:0", "--port-file", pf,
              "--cert", os.path.join(self.tmp, "kms.crt"),
              "--key", os.path.join(self.tmp, "kms.key")],
             env=self.env(), stderr=open(os.path.join(self.tmp, "kmsd.log"),
                                         "a"))
         for _ in range(100):
-            if os.path.exists(pf) and open(pf).read().strip():
+            if os.path.exists(pf) and open(pf).read().strip() and \
+                    os.path.exists(npf) and open(npf).read().strip():
                 self.port = int(open(pf).read())
+                self.nds_port = int(open(npf).read())
                 return
             time.sleep(0.05)
         raise RuntimeError("kmsd did not start")
@@ -111,7 +130,13 @@ class Env:
              "--ca", os.path.join(self.tmp, "kms.crt"),
              "--server-name", "kms.keymix.test"] + list(args),
             capture_output=True, text=True, env=self.env(), timeout=30)
-        return r.returncode, kv(r.stdout), r.stderr
+        if "Sanitizer" in r.stderr or "runtime error" in r.stderr:
+            self.san.append(r.stderr)
+        out = kv(r.stdout)
+        if "leg_key" in out:
+            self.keys_seen.add(out["leg_key"])
+            self.keys_seen.add(out["leg_key"].rstrip("="))
+        return r.returncode, out, r.stderr
 
     def provision(self, who):
         r = self.admin("add-identity", who)
@@ -124,7 +149,25 @@ class Env:
             raise RuntimeError("bootstrap %s: %s" % (who, err))
         return cred
 
-    def bridge_fetch(self, conf, who):
+    def node(self, cert, *args):
+        """a network node's request over the NDS link (kmsnode)"""
+        c = self.certs
+        r = subprocess.run(
+            [NODE, "--kms", "127.0.0.1:%d" % self.nds_port,
+             "--cert", os.path.join(c, cert + ".crt"),
+             "--key", os.path.join(c, cert + ".key"),
+             "--ca", os.path.join(c, "ca.crt")] + list(args),
+            capture_output=True, text=True, env=self.env(), timeout=30)
+        if "Sanitizer" in r.stderr or "runtime error" in r.stderr:
+            self.san.append(r.stderr)
+        return r.returncode, kv(r.stdout), r.stderr
+
+    def bridge_fetch(self, conf, who, bridge="bridge1"):
+        """what the focus bridge gets over NDS (None if refused)"""
+        rc, out, _ = self.node(bridge, "fetch", conf, who, "--print-key")
+        return out if rc == 0 else None
+
+    def store_fetch(self, conf, who):
         r = self.admin("leg-get", conf, who, "--print-key", ok=False)
         return kv(r.stdout) if r.returncode == 0 else None
 
@@ -152,7 +195,7 @@ def test_bootstrap(e):
 
 def test_p2p(e):
     rc, inv, _ = e.ue("invite", "alice", "--to", "bob",
-                      "--transcoder", "xcoder1.keymix.test")
+                      "--transcoder", "transcoder1.keymix.test")
     check("p2p: invite statement printed", rc == 0 and "invite" in inv)
     stmt = inv["invite"]
     rc, t, err = e.ue("answer", "bob", "--from", "alice",
@@ -176,6 +219,12 @@ def test_p2p(e):
           a.get("call") == b.get("call"), err)
     check("p2p: initiator tx == responder rx for every profile",
           swapped(a, b) and len(a["profiles"]) == 5)
+    rc, t, err = e.node("transcoder1", "transcoder", a.get("call", ""),
+                        "--print-key")
+    check("p2p: the named transcoder fetches K over NDS",
+          rc == 0 and t.get("leg_key") == a.get("leg_key"), err)
+    rc, t, err = e.node("bridge1", "transcoder", a.get("call", ""))
+    check("p2p: a bridge cannot fetch a call key", rc != 0, err)
     rc, quiet, _ = e.ue("answer", "bob", "--from", "alice", "--invite",
                         e.ue("invite", "alice", "--to", "bob")[1]["invite"])
     check("no key material without --print-keys",
@@ -226,10 +275,13 @@ def test_conference(e):
     for who, key in (("alice", k1[0]), ("bob", b.get("leg_key")),
                      ("carol", c.get("leg_key")), ("dave", d.get("leg_key"))):
         f = e.bridge_fetch(conf, who)
-        ok = ok and f is not None and f.get("leg_key") == key and \
-            f.get("focus") == "bridge1.keymix.test"
-    check("conf: the store holds every leg key with its focus (bridge view)",
-          ok)
+        ok = ok and f is not None and f.get("leg_key") == key
+    check("conf: the focus bridge fetches every leg key over NDS", ok)
+    check("conf: another bridge is refused",
+          e.bridge_fetch(conf, "bob", bridge="bridge2") is None)
+    f = e.store_fetch(conf, "bob")
+    check("conf: the store holds the focus", f is not None and
+          f.get("focus") == "bridge1.keymix.test")
     check("conf: participant keys are conference/participant side",
           b.get("side") == "participant" and b.get("flow") == "conference")
     # another focus for the same conference is refused
@@ -309,17 +361,20 @@ def test_fork(e):
 
 
 def test_deferred_and_time(e):
-    e.admin("mailbox-set", "bob", "vm1.keymix.test")
+    e.admin("mailbox-set", "bob", "mailbox1.keymix.test")
+    e.admin("mailbox-set", "carol", "vm9.keymix.test")
     inv = e.ue("invite", "alice", "--to", "bob")[1]["invite"]
-    r = e.admin("mbx-deposit", "--mailbox", "vm2.keymix.test", "--caller",
-                "alice", "--recipient", "bob", "--invite", inv, "--ke2m",
-                ok=False)
-    check("deferred: another mailbox node is refused", r.returncode != 0)
-    dep = kv(e.admin("mbx-deposit", "--mailbox", "vm1.keymix.test",
-                     "--caller", "alice", "--recipient", "bob",
-                     "--invite", inv, "--ke2m").stdout)
-    check("deferred: mailbox gets ticket and Ke2m, never K",
-          "ticket" in dep and "ke2m" in dep and "leg_key" not in dep)
+    rc, _, err = e.node("bridge1", "deposit", "alice", "bob", inv, "--ke2m")
+    check("deferred: a bridge cannot deposit", rc != 0, err)
+    inv_c = e.ue("invite", "alice", "--to", "carol")[1]["invite"]
+    rc, _, err = e.node("mailbox1", "deposit", "alice", "carol", inv_c)
+    check("deferred: a mailbox not serving the recipient is refused",
+          rc != 0, err)
+    rc, dep, err = e.node("mailbox1", "deposit", "alice", "bob", inv,
+                          "--ke2m")
+    check("deferred: mailbox gets ticket and Ke2m over NDS, never K",
+          rc == 0 and "ticket" in dep and "ke2m" in dep and
+          "leg_key" not in dep, err)
     rc, a, err = e.ue("finish", "alice", "--to", "bob", "--reply",
                       dep.get("ea_reply", ""), "--print-keys")
     check("deferred: caller gets K and Ke2m", rc == 0 and
@@ -368,6 +423,9 @@ def main():
     e.extra = ["--token-lifetime", "43200", "--kkms-lifetime", "7200",
                "--kkms-grace", "600", "--leg-lifetime", "200000",
                "--invite-validity", "3600"]
+    if not os.access(NODE, os.X_OK):
+        print("kmsnode not built")
+        sys.exit(77)
     try:
         e.start()
         for who in ("alice", "bob", "carol", "dave", "erin", "frank"):
@@ -383,6 +441,15 @@ def main():
         check("harness", False, repr(ex))
     finally:
         e.stop()
+        audit = open(os.path.join(tmp, "audit.log")).read() \
+            if os.path.exists(os.path.join(tmp, "audit.log")) else ""
+        check("audit log records releases, never key material",
+              "bridge1.keymix.test" in audit and
+              all(k not in audit for k in e.keys_seen), audit[:500])
+        log = open(os.path.join(tmp, "kmsd.log")).read()
+        check("no sanitizer report from kmsd or ue",
+              not e.san and "Sanitizer" not in log and
+              "runtime error" not in log, "".join(e.san)[:2000] + log[:2000])
         if failed == 0:
             shutil.rmtree(tmp, ignore_errors=True)
         else:

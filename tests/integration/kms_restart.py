@@ -6,7 +6,8 @@ same moment kmsd is killed with SIGKILL.  After a restart on the same
 store: every participant whose answer completed still has its leg key
 in the store (the bridge role fetches it), the ones cut off answer again
 and succeed, new participants still join, the chairman's K1 is unchanged.
-The bridge-role fetch uses the store API (kmsd admin leg-get).
+The bridge-role fetch goes over the NDS link (kmsnode, bridge1's
+certificate), as the bridge does.
 """
 import os
 import shutil
@@ -20,6 +21,9 @@ BUILD = os.environ.get("KEYMIX_BUILD", os.path.join(
     os.path.dirname(__file__), "..", "..", "build"))
 KMSD = os.path.join(BUILD, "bin", "kmsd")
 UE = os.path.join(BUILD, "bin", "ue")
+NODE = os.path.join(BUILD, "bin", "kmsnode")
+TOP = os.environ.get("KEYMIX_TOP", os.path.join(
+    os.path.dirname(__file__), "..", ".."))
 passed = failed = 0
 
 
@@ -39,7 +43,7 @@ def kv(text):
 
 
 def main():
-    if not (os.access(KMSD, os.X_OK) and os.access(UE, os.X_OK)):
+    if not all(os.access(b, os.X_OK) for b in (KMSD, UE, NODE)):
         sys.exit(77)
     tmp = tempfile.mkdtemp(prefix="kms_restart.")
     db = ["--db", os.path.join(tmp, "kms.db"),
@@ -52,20 +56,30 @@ def main():
                     "-addext", "subjectAltName=DNS:kms.keymix.test"],
                    check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    pf = os.path.join(tmp, "port")
-    state = {"proc": None, "port": 0}
+    certs = os.path.join(tmp, "certs")
+    subprocess.run(["bash", os.path.join(TOP, "scripts", "certs.sh"),
+                    certs], check=True, stdout=subprocess.DEVNULL)
+    pf, npf = os.path.join(tmp, "port"), os.path.join(tmp, "nds-port")
+    state = {"proc": None, "port": 0, "nds": 0}
 
     def start():
-        if os.path.exists(pf):
-            os.unlink(pf)
+        for f in (pf, npf):
+            if os.path.exists(f):
+                os.unlink(f)
         state["proc"] = subprocess.Popen(
-            [KMSD, "serve"] + db + ["--listen", "127.0.0.1:0",
-                                    "--port-file", pf, "--cert", crt,
-                                    "--key", key],
+            [KMSD, "serve"] + db + [
+                "--listen", "127.0.0.1:0", "--port-file", pf, "--cert",
+                crt, "--key", key, "--nds", "127.0.0.1:0",
+                "--nds-port-file", npf,
+                "--nds-cert", os.path.join(certs, "kmsd-nds.crt"),
+                "--nds-key", os.path.join(certs, "kmsd-nds.key"),
+                "--nds-ca", os.path.join(certs, "ca.crt")],
             stderr=open(os.path.join(tmp, "kmsd.log"), "a"))
         for _ in range(100):
-            if os.path.exists(pf) and open(pf).read().strip():
+            if all(os.path.exists(f) and open(f).read().strip()
+                   for f in (pf, npf)):
                 state["port"] = int(open(pf).read())
+                state["nds"] = int(open(npf).read())
                 return
             time.sleep(0.05)
         raise RuntimeError("kmsd did not start")
@@ -81,9 +95,12 @@ def main():
         return r.returncode, kv(r.stdout), r.stderr
 
     def fetch(conf, who):
-        r = subprocess.run([KMSD, "admin"] + db + ["leg-get", conf, who,
-                                                    "--print-key"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [NODE, "--kms", "127.0.0.1:%d" % state["nds"],
+             "--cert", os.path.join(certs, "bridge1.crt"),
+             "--key", os.path.join(certs, "bridge1.key"),
+             "--ca", os.path.join(certs, "ca.crt"), "fetch", conf, who,
+             "--print-key"], capture_output=True, text=True, timeout=30)
         return kv(r.stdout).get("leg_key") if r.returncode == 0 else None
 
     try:
@@ -157,6 +174,10 @@ def main():
         if state["proc"]:
             state["proc"].terminate()
             state["proc"].wait()
+        log = open(os.path.join(tmp, "kmsd.log")).read()
+        check("no sanitizer report from kmsd",
+              "Sanitizer" not in log and "runtime error" not in log,
+              log[:2000])
     if failed == 0:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
