@@ -958,8 +958,8 @@ int bridge_kms_fetch(struct bridge *b, const char *conf_ref,
 		return ENOTCONN;
 	}
 	b->kms_fetches++;
-	e = kms_client_fetch_legkey(b->kms, conf_ref, participant, key,
-				    &klen, &gen, err, errsz);
+	e = kmslink_fetch(b, conf_ref, participant, key, &klen, &gen, err,
+			  errsz);
 	if (e) {
 		b->kms_failures++;
 		if (!err[0])
@@ -989,7 +989,7 @@ static void h_leg_add(struct bridge *b, struct evhttp_request *req,
 		      struct conf *c)
 {
 	struct leg_params *par;
-	char err[ERRSZ], kerr[ERRSZ] = "";
+	char err[ERRSZ], kerr[ERRSZ - 40] = "";
 	struct call_conf cc;
 	json_t *j;
 	int st = 0, e;
@@ -1076,7 +1076,7 @@ static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 			struct conf *c, const char *leg_id)
 {
 	struct leg_params *par;
-	char err[ERRSZ], kerr[ERRSZ] = "";
+	char err[ERRSZ], kerr[ERRSZ - 40] = "";
 	const char *dir = NULL;
 	struct call_conf cc;
 	int st = 0, rekey = 0, e;

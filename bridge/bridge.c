@@ -16,7 +16,6 @@
 #include <event2/http.h>
 #include <event2/thread.h>
 #include "bridge/bridge_int.h"
-#include "kms_nds/kms.h"
 
 /** Packet buffers per worker, made at start */
 #define POOL_BUFS 4096
@@ -144,21 +143,9 @@ int bridge_alloc(struct bridge **bp, const struct bridge_cfg *cfg,
 		goto out;
 	}
 	if (cfg->kms_host[0]) {
-		struct kms_client_cfg kc;
-
-		memset(&kc, 0, sizeof(kc));
-		kc.host = b->cfg.kms_host;
-		kc.port = b->cfg.kms_port;
-		kc.cert_file = b->cfg.nds_cert;
-		kc.key_file = b->cfg.nds_key;
-		kc.ca_file = b->cfg.nds_ca;
-		kc.timeout_ms = b->cfg.kms_timeout_ms;
-		e = kms_client_alloc(&b->kms, &kc);
-		if (e) {
-			snprintf(err, errsz, "NDS client (--nds-cert/-key/-ca)"
-				 ": %s", strerror(e));
+		e = kmslink_open(b, err, errsz);
+		if (e)
 			goto out;
-		}
 	}
 	b->nworkers = cfg->workers;
 	if (!b->nworkers) {
@@ -274,7 +261,7 @@ int bridge_reload(struct bridge *b)
 	int e = 0, e2;
 
 	if (b->kms) {
-		e = kms_client_reload(b->kms);
+		e = kmslink_reload(b);
 		if (e)
 			bridge_log(BRIDGE_LOG_ERROR, "reload: NDS credentials: "
 				   "%s (keeping the old ones)", strerror(e));
@@ -310,8 +297,7 @@ struct bridge *bridge_free(struct bridge *b)
 		event_free(b->sig_int);
 	if (b->http)
 		evhttp_free(b->http);
-	if (b->kms)
-		kms_client_free(b->kms);
+	kmslink_close(b);
 	if (b->base)
 		event_base_free(b->base);
 	ports_fini(&b->ports);

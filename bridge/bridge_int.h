@@ -365,6 +365,14 @@ int bridge_kms_fetch(struct bridge *b, const char *conf_ref,
 		     uint64_t *generation, char *err, size_t errsz);
 struct worker *bridge_pick_worker(struct bridge *b);
 
+/* ---- kmslink.c: the NDS client ---- */
+int kmslink_open(struct bridge *b, char *err, size_t errsz);
+void kmslink_close(struct bridge *b);
+int kmslink_reload(struct bridge *b);
+int kmslink_fetch(struct bridge *b, const char *conf_ref,
+		  const char *participant, uint8_t *key, size_t *key_len,
+		  uint32_t *generation, char *err, size_t errsz);
+
 /* ---- metrics.c ---- */
 struct evbuffer;
 int metrics_write(struct bridge *b, struct evbuffer *out);

@@ -248,6 +248,29 @@ try:
 finally:
     br.stop()
 
+# ---- --user: privileges dropped after binding (only testable as root) ----
+if os.geteuid() == 0:
+    br = bt.Bridge(rtp_ports="32230-32239", workers=1,
+                   extra=["--user", "nobody"])
+    try:
+        with open("/proc/%d/status" % br.proc.pid) as f:
+            uids = [ln.split()[1:] for ln in f if ln.startswith("Uid:")][0]
+        T.check(set(uids) == {"65534"}, "--user nobody: all uids dropped "
+                "(%s)" % uids)
+        br.conf("u1")
+        st, j = br.leg("u1", **leg(remote="127.0.0.1:40500"))
+        T.check(st == 201, "legs still open after the drop")
+        # the token file is root's 0600: reload fails, old token kept
+        os.kill(br.proc.pid, signal.SIGHUP)
+        st, j = br.request("GET", "/v1/health")
+        T.check(st == 200, "SIGHUP as nobody: old token still works")
+        T.check(bt.wait_for(lambda: "reload" in br.stderr()),
+                "failed reload logged")
+    finally:
+        T.check(br.stop(signal.SIGTERM) == 0, "--user run exits 0")
+else:
+    print("not root: --user not tested")
+
 # ---- 502 / 503 from the KMS (fake NDS peer over mutual TLS) ----
 d = br.dir
 
@@ -317,10 +340,16 @@ if certs_ok:
                 "participant": "sip:x@example.org"}}})
     for port, want, what in ((kport, 502, "KMS answers garbage"),
                              (dead_port, 503, "KMS unreachable")):
-        b2 = bt.Bridge(rtp_ports="32210-32219", workers=1, extra=[
-            "--kms", "127.0.0.1:%d" % port, "--nds-cert",
-            d + "/bridge.pem", "--nds-key", d + "/bridge.key",
-            "--nds-ca", d + "/ca.pem"])
+        try:
+            b2 = bt.Bridge(rtp_ports="32210-32219", workers=1, extra=[
+                "--kms", "127.0.0.1:%d" % port, "--nds-cert",
+                d + "/bridge.pem", "--nds-key", d + "/bridge.key",
+                "--nds-ca", d + "/ca.pem"])
+        except RuntimeError as e:
+            if "without the NDS client" not in str(e):
+                raise
+            print("bridged has no NDS client yet: KMS cases not run")
+            break
         try:
             b2.conf("k1")
             st, j = b2.leg("k1", **leg(remote="127.0.0.1:40300"))

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -43,6 +44,9 @@ class Tally:
         return cond
 
     def done(self):
+        if not self.failed:
+            for d in Bridge.dirs:
+                shutil.rmtree(d, ignore_errors=True)
         print("%d passed, %d failed" % (self.passed, self.failed))
         sys.exit(1 if self.failed else 0)
 
@@ -50,15 +54,20 @@ class Tally:
 class Bridge:
     """A bridged process on loopback with a fresh token."""
 
+    dirs = []
+
     def __init__(self, rtp_ports="32000-32099", workers=2, extra=(),
                  config=None, token="t0k3n-" + os.urandom(8).hex()):
         self.dir = tempfile.mkdtemp(prefix="bridge_test_")
+        Bridge.dirs.append(self.dir)
         self.token = token
         tf = os.path.join(self.dir, "token")
         with open(tf, "w") as f:
             f.write(token + "\n")
         os.chmod(tf, 0o600)
-        args = [BRIDGED, "--control", "127.0.0.1:0", "--token-file", tf,
+        # e.g. BRIDGE_TEST_WRAPPER="valgrind --tool=callgrind"
+        wrap = os.environ.get("BRIDGE_TEST_WRAPPER", "").split()
+        args = wrap + [BRIDGED, "--control", "127.0.0.1:0", "--token-file", tf,
                 "--rtp-ports", rtp_ports, "--workers", str(workers),
                 "--log-level", "debug"]
         if config is not None:
@@ -68,8 +77,13 @@ class Bridge:
             args += ["--config", cf]
         args += list(extra)
         self.errlog = open(os.path.join(self.dir, "stderr"), "w+")
+        env = dict(os.environ)
+        supp = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "asan.supp")
+        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
+                               ":suppressions=" + supp).lstrip(":")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
-                                     stderr=self.errlog, text=True)
+                                     stderr=self.errlog, text=True, env=env)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("ready control="):
             self.stop()
@@ -127,6 +141,16 @@ class Bridge:
         return self.request("GET", "/v1/conferences/" + cid)
 
 
+def wait_for(cond, timeout=5.0):
+    """Poll cond() until true or timeout (a deadline, not a measurement)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def b64(b):
     return base64.b64encode(b).decode()
 
@@ -157,6 +181,33 @@ def ulaw_decode(b):
     return np.where(sign, -mag, mag).astype(np.float64)
 
 
+def alaw_encode(x):
+    v = np.clip(np.asarray(x, dtype=np.int32), -32768, 32767) >> 3
+    mask = np.where(v >= 0, 0xD5, 0x55)
+    v = np.where(v >= 0, v, -v - 1)
+    seg = np.searchsorted(np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF,
+                                    0x7FF, 0xFFF]), v)
+    shift = np.where(seg < 2, 1, seg)
+    aval = (np.minimum(seg, 7) << 4) | ((v >> shift) & 0x0F)
+    aval = np.where(seg >= 8, 0x7F, aval)
+    return (aval ^ mask).astype(np.uint8)
+
+
+def alaw_decode(b):
+    a = np.frombuffer(bytes(b), dtype=np.uint8).astype(np.int32) ^ 0x55
+    t = (a & 0x0F) << 4
+    seg = (a & 0x70) >> 4
+    t = np.where(seg == 0, t + 8, t + 0x108)
+    t = np.where(seg > 1, t << np.maximum(seg - 1, 0), t)
+    return np.where(a & 0x80, t, -t).astype(np.float64)
+
+
+def rms_dbfs(x):
+    if len(x) == 0:
+        return -120.0
+    return 20 * np.log10(max(np.sqrt(np.mean(x * x)), 1e-9) / 32768.0)
+
+
 def tone(freq, n, start, rate=8000, amp=8000):
     t = (np.arange(n) + start) / rate
     return amp * np.sin(2 * np.pi * freq * t)
@@ -177,8 +228,12 @@ class Participant:
     """An RTP/SRTP endpoint sending a PCMU tone and recording PCMU."""
 
     def __init__(self, name, freq, family=socket.AF_INET, profile=None,
-                 te_pt=None):
+                 te_pt=None, codec="pcmu"):
         self.name = name
+        self.codec = codec
+        self.pt = 0 if codec == "pcmu" else 8
+        self.enc = ulaw_encode if codec == "pcmu" else alaw_encode
+        self.dec = ulaw_decode if codec == "pcmu" else alaw_decode
         self.freq = freq
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.bind(("::1" if family == socket.AF_INET6 else
@@ -210,7 +265,7 @@ class Participant:
 
     def leg_body(self, **kw):
         body = {"participant": "sip:%s@example.org" % self.name,
-                "codec": "pcmu", "remote": self.remote_str}
+                "codec": self.codec, "remote": self.remote_str}
         if self.profile:
             body["srtp"] = {"profile": self.profile, "key": {"inline": {
                 "rx": b64(self.rx_key), "tx": b64(self.tx_key)}}}
@@ -254,11 +309,11 @@ class Participant:
         pcm = tone(self.freq, 160, self.sample) if self.freq else \
             np.zeros(160)
         self.sample += 160
-        hdr = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | 0,
-                          self.seq, self.ts, self.ssrc)
+        hdr = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) |
+                          self.pt, self.seq, self.ts, self.ssrc)
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + 160) & 0xFFFFFFFF
-        self._send(hdr + ulaw_encode(pcm).tobytes())
+        self._send(hdr + self.enc(pcm).tobytes())
 
     def send_event(self, event, duration, end=False, first=False):
         """RFC 4733: every packet of one event carries its start time."""
@@ -316,8 +371,8 @@ class Participant:
                 h += 4 + 4 * struct.unpack("!H", pkt[h + 2:h + 4])[0]
             if self.te_pt is not None and pt == self.te_pt:
                 self.rx_events.append(pkt[h:h + 4])
-            elif pt == 0:
-                self.rx_audio.append(ulaw_decode(pkt[h:]))
+            elif pt == self.pt:
+                self.rx_audio.append(self.dec(pkt[h:]))
 
     def audio(self, skip_s=0.5):
         if not self.rx_audio:
