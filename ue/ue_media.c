@@ -213,7 +213,7 @@ static void send_loop(struct ue_media *m)
 
 /* ------------------------------------------------------------- receive */
 
-static void send_rtcp(struct ue_media *m, uint64_t now)
+static void send_rtcp(struct ue_media *m, uint64_t now, bool bye)
 {
 	const struct ue_media_cfg *cfg = m->cfg;
 	struct ue_rtcp_info ri;
@@ -233,6 +233,7 @@ static void send_rtcp(struct ue_media *m, uint64_t now)
 	ri.octets = __atomic_load_n(&m->tx_octets, __ATOMIC_RELAXED);
 	ri.cname = cfg->cname ? cfg->cname : cname;
 	ri.now_ns = now;
+	ri.bye = bye;
 	if (ue_rtcp_write(pkt, sizeof(pkt) - KEYLEG_TAILROOM, &ri, &m->rxs,
 			  &len))
 		return;
@@ -268,8 +269,9 @@ static void recv_rtcp(struct ue_media *m, uint8_t *pkt, size_t len,
 	struct ue_rtcp_seen seen;
 
 	if (m->kl_rx) {
-		enum keyleg_status s = keyleg_unprotect_rtcp(m->kl_rx, pkt,
-							     &len, now / 1000000);
+		enum keyleg_status s;
+
+		s = keyleg_unprotect_rtcp(m->kl_rx, pkt, &len, now / 1000000);
 
 		if (s != KEYLEG_OK) {
 			count_drop(m, s);
@@ -296,8 +298,9 @@ static void recv_rtp(struct ue_media *m, uint8_t *pkt, size_t len,
 	size_t n, at;
 
 	if (m->kl_rx) {
-		enum keyleg_status s = keyleg_unprotect_rtp(m->kl_rx, pkt,
-							    &len, now / 1000000);
+		enum keyleg_status s;
+
+		s = keyleg_unprotect_rtp(m->kl_rx, pkt, &len, now / 1000000);
 
 		if (s != KEYLEG_OK) {
 			count_drop(m, s);
@@ -379,12 +382,14 @@ static void *recv_main(void *arg)
 		if (*m->stop || now >= stop_at)
 			break;
 		if (ival && now >= m->next_rtcp_ns) {
-			send_rtcp(m, now);
+			send_rtcp(m, now, false);
 			m->next_rtcp_ns += ival;
 		}
 		if (poll(&pfd, 1, tmo) > 0)
 			recv_batch(m);
 	}
+	/* RFC 3550 6.6: say goodbye (also when RTCP reports are off) */
+	send_rtcp(m, mono_ns(), true);
 	return NULL;
 }
 

@@ -1,4 +1,4 @@
-/** @file ue_media_codec.c  uemedia: Opus (libopus), G.711 and G.722 (SpanDSP) */
+/** @file ue_media_codec.c  uemedia: Opus (libopus), G.711, G.722 (SpanDSP) */
 
 #include <errno.h>
 #include <stdlib.h>

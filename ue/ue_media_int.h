@@ -99,9 +99,10 @@ struct ue_rtcp_info {
 	uint32_t packets, octets;
 	const char *cname;
 	uint64_t now_ns;       /**< monotonic, for DLSR                    */
+	bool bye;              /**< append a BYE (leaving the session)     */
 };
 
-/** Write SR/RR (+ one report block if src->valid) + SDES CNAME.
+/** Write SR/RR (+ one report block if src->valid) + SDES CNAME [+ BYE].
  *  Updates src's "prior" counters. */
 int ue_rtcp_write(uint8_t *buf, size_t cap, const struct ue_rtcp_info *ri,
 		  struct ue_rx_src *src, size_t *lenp);

@@ -80,7 +80,8 @@ static void find_level(const uint8_t *p, size_t len, uint16_t profile,
 
 	if (profile == EXT_ONE_BYTE) {
 		while (i < len) {
-			uint8_t eid = p[i] >> 4, l = (uint8_t)((p[i] & 15) + 1);
+			uint8_t eid = p[i] >> 4;
+			uint8_t l = (uint8_t)((p[i] & 15) + 1);
 
 			if (p[i] == 0) {            /* padding */
 				i++;
@@ -297,7 +298,7 @@ int ue_rtcp_write(uint8_t *buf, size_t cap, const struct ue_rtcp_info *ri,
 	if (cl > 255)
 		return EINVAL;
 	sl = (4 + 2 + cl + 1 + 3) & ~(size_t)3;     /* SDES chunk padded */
-	if (cap < 28 + 24 * rc + 4 + sl)
+	if (cap < 28 + 24 * rc + 4 + sl + (ri->bye ? 8 : 0))
 		return ENOSPC;
 	start = off;
 	buf[off] = (uint8_t)(RTP_VERSION << 6 | rc);
@@ -327,6 +328,13 @@ int ue_rtcp_write(uint8_t *buf, size_t cap, const struct ue_rtcp_info *ri,
 	memset(buf + off, 0, start + 4 + sl - off); /* END + padding */
 	off = start + 4 + sl;
 	put16(buf + start + 2, (uint16_t)((off - start) / 4 - 1));
+	if (ri->bye) {
+		buf[off] = RTP_VERSION << 6 | 1;
+		buf[off + 1] = 203;
+		put16(buf + off + 2, 1);
+		put32(buf + off + 4, ri->ssrc);
+		off += 8;
+	}
 	*lenp = off;
 	return 0;
 }

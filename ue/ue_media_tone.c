@@ -1,4 +1,4 @@
-/** @file ue_media_tone.c  uemedia: test tones, levels and the receive timeline */
+/** @file ue_media_tone.c  uemedia: test tones, levels, receive timeline */
 
 #include <errno.h>
 #include <math.h>

@@ -193,7 +193,8 @@ static void test_rtcp_sr_rr(void **state)
 {
 	struct ue_rx_src s;
 	struct ue_rtcp_info ri = {
-		.ssrc = 0x11223344, .sender = true, .ntp = 0x0102030405060708ull,
+		.ssrc = 0x11223344, .sender = true,
+		.ntp = 0x0102030405060708ull,
 		.rtp_ts = 12345, .packets = 50, .octets = 4000,
 		.cname = "alice", .now_ns = 2000000000ull,
 	};
@@ -240,6 +241,15 @@ static void test_rtcp_sr_rr(void **state)
 	assert_int_equal(b[8 + 4], 0);             /* fraction lost */
 	assert_int_equal(ue_rtcp_parse(b, len, &seen), 0);
 	assert_int_equal(seen.n_rr, 1);
+	/* leaving: BYE at the end of the compound packet */
+	ri.bye = true;
+	assert_int_equal(ue_rtcp_write(b, sizeof(b), &ri, &s, &len), 0);
+	assert_int_equal(b[len - 8], 0x81);
+	assert_int_equal(b[len - 7], 203);
+	assert_int_equal(b[len - 1], 0x44);        /* our SSRC */
+	assert_int_equal(ue_rtcp_parse(b, len, &seen), 0);
+	assert_int_equal(seen.n_bye, 1);
+	ri.bye = false;
 	/* no source yet: RR without blocks */
 	memset(&s, 0, sizeof(s));
 	assert_int_equal(ue_rtcp_write(b, sizeof(b), &ri, &s, &len), 0);

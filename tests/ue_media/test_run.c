@@ -1,4 +1,4 @@
-/** @file test_run.c  uemedia unit tests: a participant against a test bridge */
+/** @file test_run.c  uemedia unit tests: a participant vs a test bridge */
 
 #include <errno.h>
 #include <math.h>
@@ -32,7 +32,8 @@ struct run {
 };
 
 struct seen {
-	unsigned rtp, rtcp_sr, rtcp_rr, bad_seq, bad_ts, bad_ssrc, markers;
+	unsigned rtp, rtcp_sr, rtcp_rr, rtcp_bye;
+	unsigned bad_seq, bad_ts, bad_ssrc, markers;
 	unsigned levels_ok, sent_back;
 	struct sockaddr_storage ue;
 	socklen_t ue_len;
@@ -161,6 +162,7 @@ static void bridge_loop(int fd, struct run *r, struct keyleg *kl,
 			assert_int_equal(ue_rtcp_parse(pkt, len, &rs), 0);
 			s->rtcp_sr += rs.n_sr;
 			s->rtcp_rr += rs.n_rr;
+			s->rtcp_bye += rs.n_bye;
 			assert_int_equal(rs.n_sdes, 1);
 			continue;
 		}
@@ -233,6 +235,7 @@ static void test_run_leg_key_pcma(void **state)
 	assert_int_equal(s.markers, 1);
 	assert_int_equal(s.levels_ok, 50);
 	assert_true(s.rtcp_sr >= 1);
+	assert_int_equal(s.rtcp_bye, 1);
 	/* what came back: all good packets, one forged, one replayed */
 	assert_int_equal(r.st.received, s.sent_back);
 	assert_int_equal(r.st.auth_failures, 1);

@@ -8,7 +8,9 @@ files and passed as @FILE.
 import base64
 import os
 import secrets
+import socket
 import subprocess
+import time
 
 import kmtest
 from kmtest import binary, free_port, parse_stats
@@ -48,8 +50,11 @@ class UE:
 
     def __init__(self, name, outdir, tone=None, level=-20.0, codec="opus",
                  rate=None, ptime=20, pt=None, profile=None,
-                 uri=None, level_ext=None):
+                 uri=None, level_ext=None, host="127.0.0.1",
+                 encrypt_ext=False):
         self.name = name
+        self.encrypt_ext = encrypt_ext
+        self.host = host
         self.outdir = outdir
         self.tone = tone
         self.level = level
@@ -60,7 +65,7 @@ class UE:
         self.profile = profile
         self.uri = uri or "sip:%s@example.org" % name.lower()
         self.level_ext = level_ext
-        self.port = free_port()
+        self.port = free_port(host=host)
         self.wav = os.path.join(outdir, "%s.wav" % name)
         self.keyargs = []
         self.proc = None
@@ -69,7 +74,9 @@ class UE:
 
     @property
     def addr(self):
-        return "127.0.0.1:%d" % self.port
+        if ":" in self.host:
+            return "[%s]:%d" % (self.host, self.port)
+        return "%s:%d" % (self.host, self.port)
 
     def inline(self, tmp):
         """Make inline keys; return the leg's srtp "key" object."""
@@ -94,6 +101,8 @@ class UE:
             body["audio_level_ext"] = self.level_ext
         if self.profile:
             body["srtp"] = {"profile": self.profile, "key": key}
+            if self.encrypt_ext and self.level_ext:
+                body["srtp"]["encrypted_ext"] = [self.level_ext]
         else:
             body["srtp"] = None
         body.update(extra)
@@ -111,6 +120,8 @@ class UE:
             a += ["--tone", "%g:%g" % (self.tone, self.level)]
         if self.level_ext:
             a += ["--audio-level-ext", str(self.level_ext)]
+            if self.encrypt_ext:
+                a.append("--encrypt-ext")
         if self.profile:
             a += ["--profile", self.profile] + self.keyargs
         return a + list(extra)
@@ -201,3 +212,197 @@ def start_bridged(procs, tmp, kms=None, certs=None, workers=1,
                           timeout=15)
     addr = line.split("control=", 1)[1].strip()
     return Control(addr, tok), p
+
+
+# ------------------------------------------------------------------ KMS
+
+def certs_dir():
+    """The demo operator CA and node certificates (make certs)."""
+    return os.path.join(kmtest.BUILD, "certs")
+
+
+def make_certs():
+    """Run scripts/certs.sh into build/certs (idempotent); return dir
+    or None if the script is not on this branch."""
+    script = os.path.join(kmtest.TOP, "scripts", "certs.sh")
+    if not os.path.exists(script):
+        return None
+    d = certs_dir()
+    subprocess.run(["bash", script, d], check=True, capture_output=True,
+                   timeout=120)
+    return d
+
+
+def self_signed(tmp):
+    """A directory with a self-signed kms.keymix.test certificate under
+    the names Kms expects (no NDS listener: that needs `make certs`)."""
+    d = os.path.join(tmp, "selfsigned")
+    os.makedirs(d, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    os.path.join(d, "kmsd-nds.key"), "-out",
+                    os.path.join(d, "kmsd-nds.crt"), "-days", "2",
+                    "-subj", "/CN=" + Kms.SERVER_NAME, "-addext",
+                    "subjectAltName=DNS:" + Kms.SERVER_NAME],
+                   check=True, capture_output=True, timeout=30)
+    with open(os.path.join(d, "kmsd-nds.crt")) as f:
+        crt = f.read()
+    with open(os.path.join(d, "ca.crt"), "w") as f:
+        f.write(crt)
+    return d
+
+
+def kv_profiles(text):
+    """The "profile=NAME tx=B64 rx=B64" lines of ue --print-keys."""
+    d = {}
+    for line in text.splitlines():
+        if line.startswith("profile="):
+            f = dict(p.split("=", 1) for p in line.split())
+            d[f["profile"]] = (f["tx"], f["rx"])
+    return d
+
+
+def kv(text):
+    """ue/kmsd key=value output -> dict ("profile=" lines skipped)."""
+    d = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("profile="):
+            k, v = line.split("=", 1)
+            d[k] = v
+    return d
+
+
+class Kms:
+    """kmsd with SQLite in a temp dir, its UE listener and NDS listener;
+    identities provisioned and bootstrapped through the ue tool."""
+
+    SERVER_NAME = "kms.keymix.test"
+
+    def __init__(self, procs, tmp, certs, nds=True):
+        self.procs = procs
+        self.with_nds = nds
+        self.tmp = tmp
+        self.certs = certs
+        self.proc = None
+        self.port = None
+        self.nds_port = free_port(socket.SOCK_STREAM)
+        self.db = ["--db", os.path.join(tmp, "kms.db"),
+                   "--storage-key", os.path.join(tmp, "storage.key")]
+        r = subprocess.run([binary("kmsd"), "keygen",
+                            os.path.join(tmp, "storage.key")],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode:
+            raise RuntimeError("kmsd keygen: " + r.stderr)
+        self.starts = 0
+
+    @property
+    def nds(self):
+        return "127.0.0.1:%d" % self.nds_port
+
+    def start(self, timeout=10.0):
+        pf = os.path.join(self.tmp, "kmsd.port")
+        if os.path.exists(pf):
+            os.unlink(pf)
+        c = self.certs
+        self.starts += 1
+        self.proc, _ = self.procs.start(
+            "kmsd-%d" % self.starts,
+            [binary("kmsd"), "serve"] + self.db +
+            ["--listen", "127.0.0.1:0", "--port-file", pf,
+             "--cert", os.path.join(c, "kmsd-nds.crt"),
+             "--key", os.path.join(c, "kmsd-nds.key")] +
+            (["--nds", self.nds,
+              "--nds-cert", os.path.join(c, "kmsd-nds.crt"),
+              "--nds-key", os.path.join(c, "kmsd-nds.key"),
+              "--nds-ca", os.path.join(c, "ca.crt"),
+              "--audit-log", os.path.join(self.tmp, "audit.log")]
+             if self.with_nds else []))
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if os.path.exists(pf):
+                txt = open(pf).read().strip()
+                if txt:
+                    self.port = int(txt)
+                    return
+            if not self.proc.alive():
+                break
+            time.sleep(0.05)
+        raise RuntimeError("kmsd did not start: " + self.proc.stderr_tail())
+
+    def stop(self, sig=None):
+        if self.proc:
+            if sig:
+                self.proc.signal(sig)
+            self.proc.stop(5)
+            self.proc = None
+
+    def admin(self, *args, ok=True):
+        r = subprocess.run([binary("kmsd"), "admin"] + self.db +
+                           [str(a) for a in args], capture_output=True,
+                           text=True, timeout=30)
+        if ok and r.returncode:
+            raise RuntimeError("kmsd admin %s: %s" % (args[0], r.stderr))
+        return r
+
+    def ue(self, who, cmd, *args, raw=False):
+        """Run `ue CMD` as identity who; return (rc, dict, stderr), or
+        (rc, stdout text, stderr) with raw."""
+        r = subprocess.run(
+            [binary("ue"), cmd, "--state",
+             os.path.join(self.tmp, "ue-%s.json" % who.replace("/", "_")),
+             "--kms", "127.0.0.1:%d" % self.port,
+             "--ca", os.path.join(self.certs, "ca.crt"),
+             "--server-name", self.SERVER_NAME] + [str(a) for a in args],
+            capture_output=True, text=True, timeout=30)
+        return (r.returncode, r.stdout if raw else kv(r.stdout),
+                r.stderr.strip())
+
+    def provision(self, who):
+        cred = kv(self.admin("add-identity", who).stdout)["cred"]
+        rc, _, err = self.ue(who, "bootstrap", "--id", who, "--cred", cred)
+        if rc:
+            raise RuntimeError("bootstrap %s: %s" % (who, err))
+
+    def passive_join(self, chairman, invitees, focus, label="c1"):
+        """The chairman invites every invitee (one Ra); each answers and
+        gets its leg key; the chairman finishes each invitation and gets
+        K1.  Returns (conference reference, {identity: leg key b64})."""
+        keys = {}
+        ref = None
+        k1 = set()
+        for i, who in enumerate(invitees):
+            args = ["--to", who, "--focus", focus, "--label", label]
+            if i == 0:
+                args.append("--new")
+            rc, inv, err = self.ue(chairman, "conf-invite", *args)
+            if rc:
+                raise RuntimeError("conf-invite %s: %s" % (who, err))
+            rc, ans, err = self.ue(who, "conf-answer", "--from", chairman,
+                                   "--invite", inv["invite"],
+                                   "--print-keys")
+            if rc:
+                raise RuntimeError("conf-answer %s: %s" % (who, err))
+            keys[who] = ans["leg_key"]
+            if ref and ans["conference"] != ref:
+                raise RuntimeError("two conference references")
+            ref = ans["conference"]
+            rc, fin, err = self.ue(chairman, "conf-finish", "--to", who,
+                                   "--reply", ans["reply_a"], "--label",
+                                   label, "--print-keys")
+            if rc:
+                raise RuntimeError("conf-finish %s: %s" % (who, err))
+            k1.add(fin["leg_key"])
+        if len(k1) != 1:
+            raise RuntimeError("chairman got %d different K1" % len(k1))
+        keys[chairman] = k1.pop()
+        return ref, keys
+
+    def register_active(self, ref, focus, secret):
+        self.admin("conf-register", ref, "--focus", focus, "--secret",
+                   secret)
+
+    def active_join(self, who, ref, secret):
+        """(rc, leg key or None, stderr)"""
+        rc, out, err = self.ue(who, "conf-join", "--conf", ref, "--secret",
+                               secret, "--print-keys")
+        return rc, out.get("leg_key"), err

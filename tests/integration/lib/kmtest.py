@@ -10,6 +10,7 @@ A test script:
 
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -94,6 +95,8 @@ class Suite:
             print("failed: " + ", ".join(self.failures))
         print("%d passed, %d failed" % (self.passed, self.failed),
               flush=True)
+        if not self.failed and not os.environ.get("KEYMIX_KEEP"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
         sys.exit(1 if self.failed or not self.passed else 0)
 
 
