@@ -99,6 +99,13 @@ static void reply_error(struct bridge *b, struct evhttp_request *req,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* ids echoed from the request may hold any byte: keep the message
+	 * printable ASCII so that the log line stays one line and the JSON
+	 * body can be made (jansson refuses invalid UTF-8) */
+	for (i = 0; msg[i]; i++)
+		if ((unsigned char)msg[i] < 0x20 ||
+		    (unsigned char)msg[i] > 0x7e)
+			msg[i] = '?';
 	for (i = 0; i < 6; i++)
 		if (codes[i] == code)
 			b->http_errors[i]++;
