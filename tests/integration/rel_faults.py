@@ -43,8 +43,38 @@ def start_bridge(ports, **kw):
     return b
 
 
-def fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
+def fds(pid, want=None):
+    """Open descriptors of pid.  With want, wait up to 2 s for that
+    count: the control connection of the last request may still be
+    closing."""
+    end = time.monotonic() + 2.0
+    while True:
+        n = len(os.listdir("/proc/%d/fd" % pid))
+        if want is None or n == want or time.monotonic() > end:
+            return n
+        time.sleep(0.05)
+
+
+def udp_socks(pid):
+    """The UDP sockets pid holds (leg sockets)."""
+    inodes = set()
+    for f in ("udp", "udp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, f)) as fh:
+                next(fh)
+                for line in fh:
+                    inodes.add(line.split()[9])
+        except OSError:
+            pass
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            n += 1
+    return n
 
 
 def rss_kb(pid):
@@ -108,6 +138,7 @@ def test_ports_exhausted():
     st, _ = br.conf("ex")
     T.check(st == 201, "ports: conference created")
     base_fds = fds(br.proc.pid)
+    base_udp = udp_socks(br.proc.pid)
     legs = []
     for i in range(4):
         st, j = br.leg("ex", participant="sip:p%d@example.org" % i,
@@ -116,13 +147,17 @@ def test_ports_exhausted():
             legs.append(j["leg"])
     T.check(len(legs) == 4, "ports: 4 legs on 4 ports", "(%d)" % len(legs))
     full_fds = fds(br.proc.pid)
+    full_udp = udp_socks(br.proc.pid)
     st, j = br.leg("ex", participant="sip:late@example.org", codec="pcmu",
                    remote="127.0.0.1:9100")
     T.check(st == 503 and isinstance(j, dict) and "error" in j,
             "ports: the fifth leg gets 503 with an error", "(%s %s)" %
                                                             (st, j))
-    T.check(fds(br.proc.pid) == full_fds,
-            "ports: the refused leg left no descriptor behind")
+    T.check(full_udp == base_udp + 4 and udp_socks(br.proc.pid) ==
+            full_udp and fds(br.proc.pid, full_fds) == full_fds,
+            "ports: the refused leg left no descriptor behind",
+            "(UDP sockets %d -> %d -> %d)" % (base_udp, full_udp,
+                                              udp_socks(br.proc.pid)))
     st, h = br.request("GET", "/v1/health")
     T.check(st == 200 and h.get("legs") == 4,
             "ports: bridge healthy, still 4 legs", "(%s)" % h)
@@ -135,7 +170,8 @@ def test_ports_exhausted():
         legs.append(j["leg"])
     for leg in legs:
         br.request("DELETE", "/v1/conferences/ex/legs/" + leg)
-    T.check(fds(br.proc.pid) == base_fds,
+    T.check(fds(br.proc.pid, base_fds) == base_fds and
+            udp_socks(br.proc.pid) == base_udp,
             "ports: every descriptor back after the legs are gone",
             "(%d -> %d -> %d)" % (base_fds, full_fds, fds(br.proc.pid)))
     refused = metric(br, "keymix_bridge_legs_refused_total")
@@ -252,7 +288,7 @@ def test_leg_churn(n=1000):
     t0 = time.monotonic()
     good = sum(1 for i in range(n) if one(50 + i))
     took = time.monotonic() - t0
-    fd1, rss1 = fds(pid), rss_kb(pid)
+    fd1, rss1 = fds(pid, fd0), rss_kb(pid)
     print("   churn: %d legs in %.1f s; fds %d -> %d; RSS %d -> %d kB "
           "(%+d kB)" % (n, took, fd0, fd1, rss0, rss1, rss1 - rss0))
     T.check(ok and good == n, "churn: %d legs created and deleted" % n,
@@ -366,7 +402,7 @@ def test_leg_timeout():
         st, _ = br.conf("to")
         join(br, "to", [a, b])
         bt.run_media([a, b], 1.0)
-        fd_before = fds(br.proc.pid)
+        fd_before = udp_socks(br.proc.pid)
         # alice goes silent (no packets at all); bob keeps talking
         freq, a.freq = a.freq, None
         bt.run_media([a, b], 2.5)
@@ -375,7 +411,7 @@ def test_leg_timeout():
         T.check(a.leg_id not in ids and b.leg_id in ids,
                 "timeout: the silent leg is gone, the other stays",
                 "(%s)" % ids)
-        T.check(fds(br.proc.pid) == fd_before - 1,
+        T.check(udp_socks(br.proc.pid) == fd_before - 1,
                 "timeout: its socket was closed")
         n = metric(br, "keymix_bridge_legs_timed_out_total")
         T.check(n is not None and n >= 1, "timeout: reported in metrics",
