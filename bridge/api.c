@@ -260,36 +260,39 @@ static int b64_val(char ch)
 	return -1;
 }
 
-/** Strict standard base64 (padding required) into out; EINVAL if bad */
+/**
+ * Standard base64 (RFC 4648 section 4) into out, as docs/keys.md spells
+ * inline keys: '=' padding optional but complete if present, unused low
+ * bits zero, nothing else.  EINVAL if malformed, ENOSPC if too long.
+ */
 static int b64_decode(const char *s, uint8_t *out, size_t cap, size_t *lenp)
 {
-	size_t n = strlen(s), i, o = 0;
+	size_t n = strlen(s), pad = 0, i, o = 0;
+	uint32_t acc = 0;
+	unsigned bits = 0;
 
-	if (n == 0 || n % 4)
-		return EINVAL;
-	for (i = 0; i < n; i += 4) {
-		int v[4], k, pad = 0;
-
-		for (k = 0; k < 4; k++) {
-			if (s[i + k] == '=' && i + 4 == n && k >= 2) {
-				v[k] = 0;
-				pad++;
-				continue;
-			}
-			if (pad)
-				return EINVAL;
-			v[k] = b64_val(s[i + k]);
-			if (v[k] < 0)
-				return EINVAL;
-		}
-		if (o + 3 - (size_t)pad > cap)
-			return ENOSPC;
-		out[o++] = (uint8_t)((v[0] << 2) | (v[1] >> 4));
-		if (pad < 2)
-			out[o++] = (uint8_t)((v[1] << 4) | (v[2] >> 2));
-		if (pad < 1)
-			out[o++] = (uint8_t)((v[2] << 6) | v[3]);
+	while (n > 0 && s[n - 1] == '=' && pad < 2) {
+		n--;
+		pad++;
 	}
+	if (n == 0 || n % 4 == 1 || (pad && (n + pad) % 4))
+		return EINVAL;
+	for (i = 0; i < n; i++) {
+		int v = b64_val(s[i]);
+
+		if (v < 0)
+			return EINVAL;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (o == cap)
+				return ENOSPC;
+			out[o++] = (uint8_t)(acc >> bits);
+		}
+	}
+	if (acc & ((1u << bits) - 1))
+		return EINVAL; /* unused bits must be zero */
 	*lenp = o;
 	return 0;
 }
@@ -833,7 +836,7 @@ static void h_conf_list(struct bridge *b, struct evhttp_request *req)
 
 	for (r = b->confs; r; r = r->next)
 		json_array_insert_new(a, 0, json_string(r->c->id));
-	reply_json(req, 200, json_pack("{s:o}", "conferences", a));
+	reply_json(req, 200, a);
 }
 
 /** Map a KMS client error to an HTTP status (502 refused, 503 down) */
@@ -878,7 +881,8 @@ static int parse_leg(json_t *j, struct conf *c, struct leg_params *par,
 		return 400;
 	}
 	snprintf(par->participant, sizeof(par->participant), "%s", who);
-	if (baddr_parse(&par->remote, remote)) {
+	if (baddr_parse(&par->remote, remote) ||
+	    baddr_port(&par->remote) == 0) {
 		snprintf(err, ERRSZ, "'remote' must be IPv4:PORT or "
 			 "[IPv6]:PORT, got '%s'", remote);
 		return 400;

@@ -172,6 +172,11 @@ int bridge_alloc(struct bridge **bp, const struct bridge_cfg *cfg,
 		e = ENOMEM;
 		goto out;
 	}
+	/* handlers in place before anyone can see the ready line */
+	signal(SIGPIPE, SIG_IGN);
+	event_add(b->sig_hup, NULL);
+	event_add(b->sig_term, NULL);
+	event_add(b->sig_int, NULL);
 	bridge_log(BRIDGE_LOG_INFO, "control on %s, RTP ports %u-%u, %u "
 		   "worker(s), KMS %s, SRTP %s on %s", b->control_addr,
 		   cfg->port_lo, cfg->port_hi, b->nworkers,
@@ -233,10 +238,6 @@ static void bridge_drain(struct bridge *b)
  */
 int bridge_run(struct bridge *b)
 {
-	signal(SIGPIPE, SIG_IGN);
-	event_add(b->sig_hup, NULL);
-	event_add(b->sig_term, NULL);
-	event_add(b->sig_int, NULL);
 	event_base_dispatch(b->base);
 	b->stopping = 1;
 	if (b->sock) {

@@ -134,6 +134,7 @@ struct baddr {
 int baddr_parse(struct baddr *a, const char *str);
 int baddr_format(const struct baddr *a, char *buf, size_t sz);
 int baddr_equal(const struct baddr *a, const struct baddr *b);
+uint16_t baddr_port(const struct baddr *a);
 uint64_t bridge_now_us(void);
 
 /* ---- legs and conferences (conf.c, leg.c) ---- */

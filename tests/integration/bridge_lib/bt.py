@@ -255,6 +255,9 @@ class Participant:
         self.rx_rtcp = []
         self.rx_errors = 0
         self.rx_ssrcs = set()
+        self.rx_seqts = []       # (seq, ts, marker) of audio received
+        self.level = None        # RFC 6464 level (0..127) to send
+        self.level_id = 1
         self.bridge_addr = None
         self.rx_key = self.tx_key = None
         self.send_ctx = self.recv_ctx = self.old_recv_ctx = None
@@ -309,8 +312,13 @@ class Participant:
         pcm = tone(self.freq, 160, self.sample) if self.freq else \
             np.zeros(160)
         self.sample += 160
-        hdr = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) |
+        x = 0x10 if self.level is not None else 0
+        hdr = struct.pack("!BBHII", 0x80 | x, (0x80 if marker else 0) |
                           self.pt, self.seq, self.ts, self.ssrc)
+        if x:
+            # RFC 8285 one-byte form: id, len-1 = 0, V bit + level
+            hdr += struct.pack("!HHBBH", 0xBEDE, 1, self.level_id << 4,
+                               0x80 | self.level, 0)
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + 160) & 0xFFFFFFFF
         self._send(hdr + self.enc(pcm).tobytes())
@@ -373,6 +381,8 @@ class Participant:
                 self.rx_events.append(pkt[h:h + 4])
             elif pt == self.pt:
                 self.rx_audio.append(self.dec(pkt[h:]))
+                self.rx_seqts.append(struct.unpack("!HI", pkt[2:8]) +
+                                     (pkt[1] >> 7,))
 
     def audio(self, skip_s=0.5):
         if not self.rx_audio:
