@@ -216,6 +216,7 @@ struct leg {
 	uint8_t remote_fraction;
 	int32_t remote_lost;
 	uint64_t next_rtcp_us;
+	uint64_t last_in_us;     /**< last verified packet (or creation)  */
 };
 
 struct conf {
@@ -242,6 +243,7 @@ struct worker_stats {
 	uint64_t ticks, late_ticks, resyncs;
 	uint64_t busy_ns, window_start_ns;
 	struct leg_counters gone;  /**< counters of legs already freed  */
+	uint64_t timed_out;        /**< legs freed by leg-timeout-ms     */
 };
 
 struct worker {
