@@ -555,6 +555,20 @@ static json_t *leg_json(const struct leg *l)
 			    json_integer(l->last_event) : json_null());
 	json_object_set_new(j, "latches", json_integer(
 		(json_int_t)l->cnt.latches));
+	if (l->ml) {
+		/* leg_json runs on the leg's worker: the mixer is ours */
+		struct mix_leg_stats ms;
+
+		mix_leg_stats_get(l->ml, &ms);
+		json_object_set_new(j, "jb_delay_ms",
+				    json_integer(ms.jb_delay_ms));
+		json_object_set_new(j, "jb_target_ms",
+				    json_integer(ms.jb_target_ms));
+		json_object_set_new(j, "concealed",
+				    json_integer((json_int_t)ms.concealed));
+		json_object_set_new(j, "late",
+				    json_integer((json_int_t)ms.late));
+	}
 	return j;
 }
 
