@@ -7,8 +7,8 @@ loopback: this kernel has no netem); bob and carol are direct.  Two runs:
   loss    5 % loss in bursts (Gilbert, mean burst 3) alice -> bridge
   jitter  30 ms jitter with reordering and 1 % duplication, both ways
 In each, everybody still hears the other two (tone checks), the bridge's
-jitter buffer stays bounded (when the bridge reports it), and the loss the
-bridge reports for alice's leg, in its stats and in the RTCP report it
+jitter buffer stays bounded (jb_delay_ms sampled each second), the loss
+the bridge reports for alice's leg, in its stats and in the RTCP report it
 sends alice, is the loss the relay caused, within 1 % of the packets.
 RTCP passes the relay unimpaired (--spare-rtcp) so the counts compare.
 """
