@@ -143,6 +143,7 @@ static json_t *read_body(struct evhttp_request *req, char *err)
 	evbuffer_copyout(in, s, n);
 	s[n] = '\0';
 	j = json_loadb(s, n, 0, &jerr);
+	keyleg_wipe(s, n);   /* the body may carry inline keys */
 	free(s);
 	if (!j) {
 		snprintf(err, ERRSZ, "malformed JSON: %s (line %d col %d)",

@@ -136,6 +136,7 @@ int baddr_format(const struct baddr *a, char *buf, size_t sz);
 int baddr_equal(const struct baddr *a, const struct baddr *b);
 uint16_t baddr_port(const struct baddr *a);
 uint64_t bridge_now_us(void);
+void bridge_secmem_init(void);
 
 /* ---- legs and conferences (conf.c, leg.c) ---- */
 

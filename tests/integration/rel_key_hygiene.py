@@ -12,7 +12,7 @@ control API refuses requests without the token.
    searched for the legs' SRTP session keys (RFC 3711 KDF of the master
    keys) and master keys.  While the legs are up the session keys must be
    found (the scan works); after they are deleted none of them, nor the
-   master keys, may be left.
+   master keys, nor the base64 text they arrived in, may be left.
 3. Every route without a token, with a wrong one and with a token that
    only shares a prefix: 401, and nothing changes.
 """
@@ -126,12 +126,13 @@ def main():
                     "(%s)" % (", ".join("%s in %s" % kv
                                         for kv in sorted(hits.items()))
                               or "none of %d" % len(needles)))
-            # base64 copies of the keys in request buffers (figure only)
+            # the base64 text the keys came in (HTTP buffers, JSON)
             b64n = {k + " b64": bt.b64(v).encode()
                     for k, v in secrets.items() if k != "token"}
             left = scan_memory(br.proc.pid, b64n)
-            print("   base64 key text still in memory after close: %d of "
-                  "%d (%s)" % (len(left), len(b64n), sorted(left)))
+            T.check(not left, "no base64 key text (request bodies) left "
+                    "in the bridge's memory after close",
+                    "(%s)" % (sorted(left) or "none of %d" % len(b64n)))
 
         # 3. no token, wrong token: 401 on every route, nothing changes
         st, _ = br.conf("hyg2")

@@ -156,14 +156,13 @@ def main():
                 "(%s)" % (", ".join("%s in %s" % kv for kv in
                                     sorted(hits.items())) or
                           "none of %d" % len(needles)))
-        # the same keys as base64 text (NDS message, JSON) - a figure
+        # the same keys as base64 text (NDS messages, JSON)
         b64n = {k + " b64": base64.b64encode(v) for k, v in needles.items()}
         b64n.update({k + " b64url": base64.urlsafe_b64encode(v).rstrip(
             b"=") for k, v in needles.items()})
         left = hyg.scan_memory(bridged[0].pid, b64n)
-        print("   base64 key text in the bridge's memory after the "
-              "conference: %d of %d %s" % (len(left), len(b64n),
-                                           sorted(left)))
+        T.check(not left, "no base64 key text left in the bridge's memory",
+                "(%s)" % (sorted(left) or "none of %d" % len(b64n)))
     procs.stop_all()
 
     logs = {}
