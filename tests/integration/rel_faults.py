@@ -42,38 +42,43 @@ def start_bridge(ports, **kw):
     return b
 
 
-def fds(pid, want=None):
-    """Open descriptors of pid.  With want, wait up to 2 s for that
-    count: the control connection of the last request may still be
-    closing."""
-    end = time.monotonic() + 2.0
-    while True:
-        n = len(os.listdir("/proc/%d/fd" % pid))
-        if want is None or n == want or time.monotonic() > end:
-            return n
-        time.sleep(0.05)
-
-
-def udp_socks(pid):
-    """The UDP sockets pid holds (leg sockets)."""
-    inodes = set()
-    for f in ("udp", "udp6"):
+def _inodes(pid, kinds):
+    out = set()
+    for f in kinds:
         try:
             with open("/proc/%d/net/%s" % (pid, f)) as fh:
                 next(fh)
                 for line in fh:
-                    inodes.add(line.split()[9])
+                    out.add(line.split()[9])
         except OSError:
             pass
-    n = 0
+    return out
+
+
+def _links(pid):
+    out = []
     for fd in os.listdir("/proc/%d/fd" % pid):
         try:
-            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            out.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
         except OSError:
-            continue
-        if link.startswith("socket:[") and link[8:-1] in inodes:
-            n += 1
-    return n
+            pass
+    return out
+
+
+def fds(pid):
+    """Open descriptors of pid, without TCP sockets: control connections
+    come and go with each request (and close late under sanitizers);
+    everything a leg owns is counted."""
+    tcp = _inodes(pid, ("tcp", "tcp6"))
+    return sum(1 for ln in _links(pid)
+               if not (ln.startswith("socket:[") and ln[8:-1] in tcp))
+
+
+def udp_socks(pid):
+    """The UDP sockets pid holds (leg sockets)."""
+    udp = _inodes(pid, ("udp", "udp6"))
+    return sum(1 for ln in _links(pid)
+               if ln.startswith("socket:[") and ln[8:-1] in udp)
 
 
 def rss_kb(pid):
@@ -153,7 +158,7 @@ def test_ports_exhausted():
             "ports: the fifth leg gets 503 with an error", "(%s %s)" %
                                                             (st, j))
     T.check(full_udp == base_udp + 4 and udp_socks(br.proc.pid) ==
-            full_udp and fds(br.proc.pid, full_fds) == full_fds,
+            full_udp and fds(br.proc.pid) == full_fds,
             "ports: the refused leg left no descriptor behind",
             "(UDP sockets %d -> %d -> %d)" % (base_udp, full_udp,
                                               udp_socks(br.proc.pid)))
@@ -169,7 +174,7 @@ def test_ports_exhausted():
         legs.append(j["leg"])
     for leg in legs:
         br.request("DELETE", "/v1/conferences/ex/legs/" + leg)
-    T.check(fds(br.proc.pid, base_fds) == base_fds and
+    T.check(fds(br.proc.pid) == base_fds and
             udp_socks(br.proc.pid) == base_udp,
             "ports: every descriptor back after the legs are gone",
             "(%d -> %d -> %d)" % (base_fds, full_fds, fds(br.proc.pid)))
@@ -287,7 +292,7 @@ def test_leg_churn(n=1000):
     t0 = time.monotonic()
     good = sum(1 for i in range(n) if one(50 + i))
     took = time.monotonic() - t0
-    fd1, rss1 = fds(pid, fd0), rss_kb(pid)
+    fd1, rss1 = fds(pid), rss_kb(pid)
     print("   churn: %d legs in %.1f s; fds %d -> %d; RSS %d -> %d kB "
           "(%+d kB)" % (n, took, fd0, fd1, rss0, rss1, rss1 - rss0))
     T.check(ok and good == n, "churn: %d legs created and deleted" % n,
@@ -295,15 +300,22 @@ def test_leg_churn(n=1000):
     T.check(fd1 == fd0, "churn: file descriptors back to the start",
             "(%d -> %d)" % (fd0, fd1))
     # 1,000 legs with SRTP contexts and codecs are several MB if kept;
-    # allow allocator slack only (sanitizer builds keep a quarantine)
-    limit = 16384 if ASAN else 1024
-    T.check(rss1 - rss0 <= limit,
-            "churn: memory back to the start (within %d kB)" % limit,
-            "(%+d kB)" % (rss1 - rss0))
+    # allow allocator slack only.  Under ASan freed memory sits in a
+    # 256 MB quarantine, so RSS says nothing: LeakSanitizer checks at the
+    # bridge's exit instead (below).
+    if ASAN:
+        print("   (sanitizer build: RSS not compared, LeakSanitizer "
+              "checks at exit)")
+    else:
+        T.check(rss1 - rss0 <= 1024,
+                "churn: memory back to the start (within 1024 kB)",
+                "(%+d kB)" % (rss1 - rss0))
     st, h = br.request("GET", "/v1/health")
     T.check(st == 200 and h.get("legs") == 0, "churn: no leg left",
             "(%s)" % h)
-    br.stop()
+    rc = br.stop()
+    T.check(rc == 0, "churn: the bridge drains and exits 0 (under ASan: "
+            "no leak found at exit)", "(exit %s)" % rc)
 
 
 # ---- 4. bridged killed and restarted; the controller re-creates ----
