@@ -114,8 +114,11 @@ def free_port(kind=socket.SOCK_DGRAM, host="127.0.0.1"):
 def rtp_range(n=64):
     """A block of UDP ports below the kernel's ephemeral range, so legs
     never collide with the ports free_port() hands to participants."""
-    base = 20000 + (os.getpid() * 97 % 200) * 64
-    for start in range(base, 32000 - n, n):
+    blocks = (32000 - 20000) // n
+    first = os.getpid() * 97 % blocks
+    for k in range(blocks):
+        # every block once, starting at a pid-dependent one
+        start = 20000 + (first + k) % blocks * n
         ok = True
         for p in (start, start + n - 1):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
