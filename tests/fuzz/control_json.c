@@ -98,7 +98,8 @@ static int request(const char *method, const char *path, const void *body,
 			     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 			     "%s%s%s"
 			     "Content-Type: application/json\r\n"
-			     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+			     "Content-Length: %zu\r\n"
+			     "Connection: close\r\n\r\n",
 			     method, path,
 			     with_token ? "Authorization: Bearer " : "",
 			     with_token ? TOKEN : "",
@@ -130,14 +131,13 @@ static int request(const char *method, const char *path, const void *body,
 	resp[got] = '\0';
 	if (got >= 12 && !strncmp(resp, "HTTP/1.", 7))
 		status = (int)strtol(resp + 9, NULL, 10);
-	if (verbose)
-		fprintf(stderr, "%s %s -> %d %.200s\n",
-			method ? method : "RAW", path ? path : "", status,
-			strstr(resp, "\r\n\r\n") ? strstr(resp, "\r\n\r\n") + 4 :
-			"");
 	p = strstr(resp, "\r\n\r\n");
 	if (p)
 		*bodyp = p + 4;
+	if (verbose)
+		fprintf(stderr, "%s %s -> %d %.200s\n",
+			method ? method : "RAW", path ? path : "", status,
+			*bodyp);
 	return status;
 }
 
