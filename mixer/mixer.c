@@ -30,7 +30,6 @@
 #define HOLD_MS       500     /* a talker is kept at least this long  */
 #define SWAP_DB       6.0f    /* margin to replace a talker           */
 #define CONC_MAX_MS   200     /* concealment fades to silence after   */
-#define OWN_HANG_MS   100     /* own stream kept after talking stops  */
 #define SILENT_LEVEL  127
 
 bool mix_opt_clone = true;
@@ -314,9 +313,10 @@ static int transcode_rate(struct mix_conf *c)
 		mix_dec_close(&l->dec);
 		mix_enc_close(&l->own.enc);
 		err = mix_dec_init(&l->dec, l->cfg.codec, r, l->crate);
-		if (!err)
-			err = mix_enc_init(&l->own.enc, l->cfg.codec, r,
-					   l->crate, l->cfg.ptime_ms, &l->ocfg);
+		if (err)
+			break;
+		err = mix_enc_init(&l->own.enc, l->cfg.codec, r, l->crate,
+				   l->cfg.ptime_ms, &l->ocfg);
 	}
 	return err;
 }
@@ -631,9 +631,15 @@ static void fill_gap(struct mix_leg *l, struct mix_jb_slot *nx, bool need)
 	cl = gap < want ? gap : want;
 	if (l->cfg.codec == MIX_CODEC_OPUS)
 		cl -= cl % 120; /* PLC in multiples of 2.5 ms */
-	if (cl <= 0) {
+	if (cl <= 0 && nx) {
 		/* a sliver smaller than a PLC unit: skip to the packet */
 		l->jb.pos = nx->ts;
+		return;
+	}
+	if (cl <= 0) {
+		n = c->frame - l->fifo_n;
+		fifo_zero(l, n);
+		l->jb.pos += smp2clk(l, n);
 		return;
 	}
 	n = clk2smp(l, cl);
@@ -883,9 +889,34 @@ static void leg_to_own(struct mix_conf *c, struct mix_leg *l)
 	l->src = SRC_OWN;
 }
 
+/*
+ * How long a leg stays on its own stream after it stops talking, in
+ * ticks.  Its own encoder and the group's then code the same audio, and
+ * the switch back is inaudible once their states agree (measured by
+ * test_switch_clean): Opus within 100 ms; G.722's ADPCM needs up to
+ * 800 ms (1 s taken); G.711 only needs the resampler's memory refilled.
+ */
+static unsigned own_hang_ticks(const struct mix_leg *l)
+{
+	unsigned ms;
+
+	switch (l->cfg.codec) {
+	case MIX_CODEC_OPUS:
+		ms = 100;
+		break;
+	case MIX_CODEC_G722:
+		ms = 1000;
+		break;
+	default:
+		ms = 40;
+		break;
+	}
+	return ms / l->conf->cfg.ptime_ms;
+}
+
 static void choose_sources(struct mix_conf *c)
 {
-	unsigned i, hang = OWN_HANG_MS / c->cfg.ptime_ms;
+	unsigned i;
 
 	for (i = 0; i < c->nlegs; i++) {
 		struct mix_leg *l = c->legs[i];
@@ -897,7 +928,7 @@ static void choose_sources(struct mix_conf *c)
 		if (l->talker) {
 			if (l->src != SRC_OWN)
 				leg_to_own(c, l);
-			l->own_hang = hang;
+			l->own_hang = own_hang_ticks(l);
 			continue;
 		}
 		if (l->src == SRC_OWN) {
@@ -968,9 +999,13 @@ static void mix_outputs(struct mix_conf *c)
 	for (i = 0; i < c->nlegs; i++) {
 		struct mix_leg *l = c->legs[i];
 
-		if (l->src == SRC_NONE)
-			continue;
 		l->since += (uint64_t)c->cfg.ptime_ms * l->clock / 1000;
+		if (l->src == SRC_NONE) {
+			/* not sending: time still runs, the next packet
+			 * starts a talkspurt */
+			l->marker_next = true;
+			continue;
+		}
 		if (l->src == SRC_OWN)
 			mix_stream_send(l, &l->own);
 		else if (l->grp->st.active)
