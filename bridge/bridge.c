@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/thread.h>
+#include <openssl/ssl.h>
 #include "bridge/bridge_int.h"
 
 /** Packet buffers per worker, made at start */
@@ -137,6 +138,9 @@ int bridge_alloc(struct bridge **bp, const struct bridge_cfg *cfg,
 		e = ENOMEM;
 		goto out;
 	}
+	e = api_tls_load(b, err, errsz);
+	if (e)
+		goto out;
 	e = api_init(b);
 	if (e) {
 		snprintf(err, errsz, "control listener %s:%u: %s",
@@ -178,8 +182,9 @@ int bridge_alloc(struct bridge **bp, const struct bridge_cfg *cfg,
 	event_add(b->sig_hup, NULL);
 	event_add(b->sig_term, NULL);
 	event_add(b->sig_int, NULL);
-	bridge_log(BRIDGE_LOG_INFO, "control on %s, RTP ports %u-%u, %u "
+	bridge_log(BRIDGE_LOG_INFO, "control on %s%s, RTP ports %u-%u, %u "
 		   "worker(s), KMS %s, SRTP %s on %s", b->control_addr,
+		   b->tls ? " (TLS)" : "",
 		   cfg->port_lo, cfg->port_hi, b->nworkers,
 		   b->kms ? b->cfg.kms_host : "none", keyleg_srtp_version(),
 		   keyleg_crypto_backend());
@@ -262,19 +267,23 @@ int bridge_reload(struct bridge *b)
 	char err[256];
 	int e = 0, e2;
 
-	if (b->kms) {
-		e = kmslink_reload(b);
-		if (e)
-			bridge_log(BRIDGE_LOG_ERROR, "reload: NDS credentials: "
-				   "%s (keeping the old ones)", strerror(e));
-		else
-			bridge_log(BRIDGE_LOG_INFO, "reload: NDS credentials "
-				   "re-read");
-	}
+	/* the KMS thread re-reads the NDS files between fetches, logs */
+	e = kmslink_reload(b);
 	e2 = token_load(b, err, sizeof(err));
 	if (e2)
 		bridge_log(BRIDGE_LOG_ERROR, "reload: %s (keeping the old "
 			   "token)", err);
+	if (b->tls) {
+		int e3 = api_tls_load(b, err, sizeof(err));
+
+		if (e3)
+			bridge_log(BRIDGE_LOG_ERROR, "reload: %s (keeping the "
+				   "old one)", err);
+		else
+			bridge_log(BRIDGE_LOG_INFO, "reload: control TLS "
+				   "certificate re-read");
+		e2 = e2 ? e2 : e3;
+	}
 	return e ? e : e2;
 }
 
@@ -285,6 +294,8 @@ struct bridge *bridge_free(struct bridge *b)
 
 	if (!b)
 		return NULL;
+	/* KMS jobs still out are answered (503) while evhttp lives */
+	kmslink_close(b);
 	if (b->workers) {
 		bridge_drain(b);
 		for (i = 0; i < b->nworkers; i++)
@@ -299,7 +310,8 @@ struct bridge *bridge_free(struct bridge *b)
 		event_free(b->sig_int);
 	if (b->http)
 		evhttp_free(b->http);
-	kmslink_close(b);
+	if (b->tls)
+		SSL_CTX_free(b->tls);
 	if (b->base)
 		event_base_free(b->base);
 	ports_fini(&b->ports);

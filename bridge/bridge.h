@@ -44,6 +44,8 @@ struct bridge_cfg {
 	unsigned leg_timeout_ms;            /**< free a receiving leg that
 						 sent nothing this long
 						 (0 = never)              */
+	char control_cert[BRIDGE_PATH_MAX]; /**< TLS for the control API   */
+	char control_key[BRIDGE_PATH_MAX];  /**< (--config only)           */
 };
 
 struct bridge;

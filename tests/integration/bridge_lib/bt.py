@@ -10,6 +10,7 @@ import os
 import select
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -57,7 +58,8 @@ class Bridge:
     dirs = []
 
     def __init__(self, rtp_ports="32000-32099", workers=2, extra=(),
-                 config=None, token="t0k3n-" + os.urandom(8).hex()):
+                 config=None, token="t0k3n-" + os.urandom(8).hex(),
+                 control="127.0.0.1:0", tls_ca=None):
         self.dir = tempfile.mkdtemp(prefix="bridge_test_")
         Bridge.dirs.append(self.dir)
         self.token = token
@@ -67,7 +69,8 @@ class Bridge:
         os.chmod(tf, 0o600)
         # e.g. BRIDGE_TEST_WRAPPER="valgrind --tool=callgrind"
         wrap = os.environ.get("BRIDGE_TEST_WRAPPER", "").split()
-        args = wrap + [BRIDGED, "--control", "127.0.0.1:0", "--token-file", tf,
+        self.tls_ca = tls_ca
+        args = wrap + [BRIDGED, "--control", control, "--token-file", tf,
                 "--rtp-ports", rtp_ports, "--workers", str(workers),
                 "--log-level", "debug"]
         if config is not None:
@@ -91,7 +94,10 @@ class Bridge:
                                (line, self.stderr()))
         self.ready_line = line
         host, port = line.split("=", 1)[1].rsplit(":", 1)
-        self.host, self.port = host, int(port)
+        host = host.strip("[]")
+        # a wildcard listener is reached over loopback
+        self.host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        self.port = int(port)
 
     def stderr(self):
         self.errlog.flush()
@@ -110,7 +116,13 @@ class Bridge:
         return self.proc.returncode
 
     def request(self, method, path, body=None, token=True, raw=None):
-        c = http.client.HTTPConnection(self.host, self.port, timeout=15)
+        if self.tls_ca:
+            ctx = ssl.create_default_context(cafile=self.tls_ca)
+            c = http.client.HTTPSConnection(self.host, self.port,
+                                            timeout=15, context=ctx)
+        else:
+            c = http.client.HTTPConnection(self.host, self.port,
+                                           timeout=15)
         h = {}
         if token is True:
             h["Authorization"] = "Bearer " + self.token
@@ -253,6 +265,7 @@ class Participant:
         self.rx_pts = {}
         self.rx_events = []
         self.rx_rtcp = []
+        self.rx_rtcp_t = []
         self.rx_errors = 0
         self.rx_ssrcs = set()
         self.rx_seqts = []       # (seq, ts, marker) of audio received
@@ -345,6 +358,19 @@ class Participant:
             pkt = self.send_ctx.protect_rtcp(pkt)
         self.sock.sendto(pkt, self.bridge_addr)
 
+    def send_rtcp_rr(self, about_ssrc, lsr, dlsr, cum_lost, fraction=0):
+        """An RR with one report block about the bridge's stream."""
+        rr = struct.pack("!BBHI", 0x81, 201, 7, self.ssrc)
+        rr += struct.pack("!IIIIII", about_ssrc,
+                          (fraction << 24) | (cum_lost & 0xFFFFFF),
+                          0, 0, lsr, dlsr)
+        cname = b"test"
+        rr += struct.pack("!BBHIBB", 0x81, 202, 3, self.ssrc, 1,
+                          len(cname)) + cname + b"\0\0"
+        if self.send_ctx:
+            rr = self.send_ctx.protect_rtcp(rr)
+        self.sock.sendto(rr, self.bridge_addr)
+
     def poll(self):
         while True:
             try:
@@ -356,6 +382,7 @@ class Participant:
                     if self.recv_ctx:
                         pkt = self.recv_ctx.unprotect_rtcp(pkt)
                     self.rx_rtcp.append(pkt)
+                    self.rx_rtcp_t.append(time.monotonic())
                 except srtp.AuthError:
                     self.rx_errors += 1
                 continue
