@@ -79,7 +79,8 @@ for lis in r.ues:
             bad.append("%s hears %s at %.1f" % (lis.name, spk.name, v))
 if r.intruder_join[0] == 0:
     bad.append("the wrong secret was accepted")
-print("Recordings: %s/*.wav   logs: %s/logs/" % (out, out))
+print("Recordings: %s/*.wav   logs: %s/logs/   (docs/demo.md explains "
+      "this output)" % (out, out))
 if bad:
     print("demo: UNEXPECTED: " + "; ".join(bad))
     sys.exit(1)

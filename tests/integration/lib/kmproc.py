@@ -18,6 +18,20 @@ class ProcError(Exception):
     pass
 
 
+ASAN_SUPP = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "asan.supp")
+
+
+def child_env(env=None):
+    """The environment for a child: ours (or env) plus our ASan
+    suppressions (harmless for binaries built without ASan)."""
+    e = dict(os.environ if env is None else env)
+    opts = e.get("ASAN_OPTIONS", "")
+    if "suppressions=" not in opts:
+        e["ASAN_OPTIONS"] = (opts + ":suppressions=" + ASAN_SUPP).lstrip(":")
+    return e
+
+
 class Proc:
     def __init__(self, name, argv, logdir, env=None, cwd=None):
         self.name = name
@@ -30,7 +44,7 @@ class Proc:
         self._out = open(self.out_path, "w")
         self.p = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=self._err,
-                                  env=env, cwd=cwd, text=True,
+                                  env=child_env(env), cwd=cwd, text=True,
                                   start_new_session=True)
         self.pid = self.p.pid
         self.t = threading.Thread(target=self._reader, daemon=True)
@@ -144,7 +158,8 @@ class Procs:
 def run(argv, timeout=30.0, env=None, input=None, check=True):
     """Run a command to completion; return CompletedProcess (text)."""
     r = subprocess.run([str(a) for a in argv], capture_output=True,
-                       text=True, timeout=timeout, env=env, input=input)
+                       text=True, timeout=timeout, env=child_env(env),
+                       input=input)
     if check and r.returncode != 0:
         raise ProcError("%s exited %d: %s" % (
             " ".join(str(a) for a in argv[:3]), r.returncode,

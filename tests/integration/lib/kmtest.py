@@ -27,6 +27,10 @@ def binary(name):
     return os.path.join(BIN, name)
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "WARNING: ThreadSanitizer")
+
+
 class CaseFailed(Exception):
     pass
 
@@ -64,6 +68,7 @@ class Suite:
         self.failures = []
         self.tmp = tempfile.mkdtemp(prefix="keymix-%s-" % name)
         self.logdir = os.path.join(BUILD, "test-logs", name)
+        shutil.rmtree(self.logdir, ignore_errors=True)   # no stale logs
         os.makedirs(self.logdir, exist_ok=True)
         print("== %s (logs: %s)" % (name, self.logdir), flush=True)
 
@@ -90,7 +95,30 @@ class Suite:
         print("FAIL setup: %s" % msg, flush=True)
         self.finish()
 
+    def sanitizer_reports(self):
+        """Names of this test's process logs holding a sanitizer report
+        (a process may report at exit, after its test case passed)."""
+        bad = []
+        for f in sorted(os.listdir(self.logdir)):
+            if not f.endswith(".err"):
+                continue
+            try:
+                with open(os.path.join(self.logdir, f),
+                          errors="replace") as fh:
+                    txt = fh.read()
+            except OSError:
+                continue
+            if any(m in txt for m in SANITIZER_MARKS):
+                bad.append(f)
+        return bad
+
     def finish(self):
+        san = self.sanitizer_reports()
+        if san:
+            self.failed += 1
+            self.failures.append("sanitizer")
+            print("FAIL sanitizer reports in %s (see %s)" % (
+                ", ".join(san), self.logdir), flush=True)
         if self.failures:
             print("failed: " + ", ".join(self.failures))
         print("%d passed, %d failed" % (self.passed, self.failed),
@@ -112,13 +140,14 @@ def free_port(kind=socket.SOCK_DGRAM, host="127.0.0.1"):
 
 
 def rtp_range(n=64):
-    """A block of UDP ports below the kernel's ephemeral range, so legs
-    never collide with the ports free_port() hands to participants."""
+    """A block of n UDP ports in 20000-31999, below the kernel's ephemeral
+    range (32768-), so legs never collide with the ports free_port()
+    hands to participants.  The first block tried depends on the pid, so
+    concurrent test runs tend to use different blocks."""
     blocks = (32000 - 20000) // n
     first = os.getpid() * 97 % blocks
-    for k in range(blocks):
-        # every block once, starting at a pid-dependent one
-        start = 20000 + (first + k) % blocks * n
+    for i in range(blocks):
+        start = 20000 + ((first + i) % blocks) * n
         ok = True
         for p in (start, start + n - 1):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -131,6 +160,21 @@ def rtp_range(n=64):
         if ok:
             return start, start + n - 1
     raise RuntimeError("no free RTP port block")
+
+
+# SRTP authentication failures a test tolerates on one leg.  A wrong key
+# fails every packet (hundreds); this allows for a stray datagram from a
+# process of an earlier or a concurrent test run on the same machine
+# landing on a port that was just reused.  Every packet the participant
+# itself sent is still required to verify (the tests compare counts).
+STRAYS = 2
+
+
+def srtp_clean(stats):
+    """(ok, text) for a uemedia stats dict or a bridge leg dict."""
+    a = stats.get("auth_failures")
+    ok = a is not None and a <= STRAYS and stats.get("replays", 0) == 0
+    return ok, "auth_failures %s replays %s" % (a, stats.get("replays"))
 
 
 _STATS = re.compile(r"(\w+)=(-?[0-9.]+)")
