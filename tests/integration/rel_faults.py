@@ -398,12 +398,13 @@ def test_leg_timeout():
                       config={"leg-timeout-ms": 1000})
     a = bt.Participant("alice", FREQ["alice"], profile=PROFILE)
     b = bt.Participant("bob", FREQ["bob"], profile=PROFILE)
-    # carol only listens: the bridge sends to her, expects nothing back
+    # carol only listens ("recvonly" in her SDP): the bridge sends to
+    # her and expects nothing back
     c = bt.Participant("carol", None, profile=PROFILE)
     try:
         st, _ = br.conf("to")
         join(br, "to", [a, b])
-        st, j = br.leg("to", **c.leg_body(direction="sendonly"))
+        st, j = br.leg("to", **c.leg_body(direction="recvonly"))
         T.check(st == 201, "timeout: a listen-only leg", "(%s)" % st)
         c.joined(j)
         bt.run_media([a, b], 1.0)
