@@ -74,6 +74,23 @@ def fds(pid):
                if not (ln.startswith("socket:[") and ln[8:-1] in tcp))
 
 
+def udp_drops(pid, port):
+    """Datagrams the kernel dropped on pid's UDP socket bound to port
+    (receive buffer full): the last column of /proc/PID/net/udp."""
+    n = 0
+    for f in ("udp", "udp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, f)) as fh:
+                next(fh)
+                for line in fh:
+                    c = line.split()
+                    if int(c[1].split(":")[1], 16) == port:
+                        n += int(c[-1])
+        except OSError:
+            pass
+    return n
+
+
 def udp_socks(pid):
     """The UDP sockets pid holds (leg sockets)."""
     udp = _inodes(pid, ("udp", "udp6"))
@@ -218,10 +235,12 @@ def test_forged_flood(seconds=10.0, per_frame=200):
         bt.run_media(parts, seconds, hook)
         took = time.monotonic() - t0
         rate = sent[0] / took
+        # the sending rate depends on this machine's load: reported
         print("   forged: %d packets in %.1f s (%.0f/s)" %
               (sent[0], took, rate))
-        T.check(rate > 8000, "flood: at least 8,000 forged packets/s sent",
-                "(%.0f/s)" % rate)
+        T.check(sent[0] >= 0.9 * seconds * 50 * per_frame,
+                "flood: the forged packets were sent",
+                "(%d, %.0f/s)" % (sent[0], rate))
         for p in parts:
             hears(p, [q for q in parts if q is not p], "flood")
         la = leg_of(br, "flood", a)
@@ -230,11 +249,16 @@ def test_forged_flood(seconds=10.0, per_frame=200):
         print("   alice's leg: %s" % {k: la[k] for k in (
             "packets_in", "auth_failures", "replays", "malformed",
             "latches", "remote")})
-        # the kernel may drop some when the socket buffer is full; what
-        # reaches the bridge must all be counted, nothing accepted
-        T.check(0.5 * sent[0] <= drops <= sent[0],
-                "flood: forged packets counted as drops on alice's leg",
-                "(%d of %d sent)" % (drops, sent[0]))
+        # every datagram sent to alice's port is accounted for: alice's
+        # own accepted, every forged one dropped and counted by the
+        # bridge, or dropped by the kernel when the socket buffer was full
+        kdrops = udp_drops(br.proc.pid, a.bridge_addr[1])
+        T.check(drops + la["packets_in"] + kdrops == sent[0] + len(a.sent)
+                and la["packets_in"] <= len(a.sent),
+                "flood: every forged packet counted as a drop on alice's "
+                "leg (or by the kernel)",
+                "(bridge %d + kernel %d of %d forged; alice %d of %d)" %
+                (drops, kdrops, sent[0], la["packets_in"], len(a.sent)))
         T.check(la["remote"] == a.remote_str and la["latches"] == 0,
                 "flood: the forged sender was never latched",
                 "(remote %s, latches %s)" % (la["remote"], la["latches"]))
