@@ -401,6 +401,47 @@ static void test_send_pause(void **state)
 	sim_free(&s);
 }
 
+/* Opus DTX towards a listener: silence costs few packets, the talkspurt
+ * after it starts with a marker and a timestamp jump over the gap */
+static void test_dtx_output(void **state)
+{
+	struct mix_conf_cfg cfg;
+	struct sim s;
+	struct party *a, *b;
+	unsigned pk, mk, t;
+	bool jump = false;
+
+	(void)state;
+	mix_conf_cfg_default(&cfg);
+	cfg.opus.dtx = true;
+	sim_init(&s, &cfg);
+	a = sim_add(&s, MIX_CODEC_OPUS, 500, 0.1, true);
+	b = sim_add(&s, MIX_CODEC_OPUS, 0, 0, true);
+	sim_run(&s, 50);
+	assert_true(b->rx_packets >= 45);
+	/* a falls silent: after the hangover, b's stream goes quiet */
+	a->on = false;
+	sim_run(&s, 50);
+	pk = b->rx_packets;
+	mk = b->rx_markers;
+	sim_run(&s, 100);
+	print_message("DTX: %u packets in 100 silent ticks\n",
+		      b->rx_packets - pk);
+	assert_true(b->rx_packets - pk < 30);
+	/* a talks again: marker, timestamps jump over the silence */
+	a->on = true;
+	for (t = 0; t < 20; t++) {
+		unsigned before = b->rx_packets;
+
+		sim_step(&s);
+		if (b->rx_packets > before && b->last_ts_inc > 960)
+			jump = true;
+	}
+	assert_true(b->rx_markers > mk);
+	assert_true(jump);
+	sim_free(&s);
+}
+
 int tmix_run_unit(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -413,6 +454,7 @@ int tmix_run_unit(void)
 		cmocka_unit_test(test_mute_and_gain),
 		cmocka_unit_test(test_talker_hysteresis),
 		cmocka_unit_test(test_send_pause),
+		cmocka_unit_test(test_dtx_output),
 	};
 	return cmocka_run_group_tests_name("mixer_unit", tests, NULL, NULL);
 }
