@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bridge_lib import bt  # noqa: E402
+from bridge_lib import bt, srtp  # noqa: E402
 
 T = bt.Tally("bridge_rtp")
 if not os.path.exists(bt.BRIDGED):
@@ -199,6 +199,45 @@ try:
             % conf["talkers"])
     pc = [bt.band_power(c.audio(1.5), f) for _, f in names]
     T.check(pc[1] > 0.5 and pc[0] < 0.01, "carol now hears bob, not alice")
+
+    # ---- RFC 6904: an encrypted level is decrypted before it is used ----
+    br.request("DELETE", "/v1/conferences/r2")
+    for p in parts:
+        p.close()
+    parts = []
+    st, j = br.conf("r5", rate=8000, max_talkers=1)
+    levels = {"alice": 0, "bob": 40, "carol": 50}
+    for n, f in names:
+        p = bt.Participant(n, f, profile="AES_CM_128_HMAC_SHA1_80")
+        p.level = levels[n]
+        body = p.leg_body(audio_level_ext=1)
+        if n == "alice":
+            body["srtp"]["encrypted_ext"] = [1]
+            p.send_ctx = srtp.Context(p.profile, p.rx_key, enc_ext=[1])
+        st, j = br.leg("r5", **body)
+        T.check(st == 201, "%s joins (RFC 6904 %s)" % (n, n == "alice"))
+        p.joined(j)
+        parts.append(p)
+    a, b, c = parts
+    during = []
+    bt.run_media(parts, 2.5, lambda i: i == 100 and
+                 during.append(br.get("r5")[1]))
+    wire = a.sent[-1][12:20]
+    T.check(wire[:4] == b"\xbe\xde\x00\x01" and wire[5] != 0x80,
+            "alice's level is not in clear on the wire")
+    st, conf = br.get("r5")
+    la = [x for x in conf["legs"] if x["leg"] == a.leg_id][0]
+    T.check(la["auth_failures"] == 0 and la["packets_in"] > 100,
+            "bridge verified alice's packets with encrypted extensions")
+    conf = during[0]
+    la = [x for x in conf["legs"] if x["leg"] == a.leg_id][0]
+    # a level read without decryption would be noise, averaging -63 dBov
+    T.check(la["level_dbov"] > -6, "the mixer got alice's decrypted level "
+            "-0 dBov (%.1f)" % la["level_dbov"])
+    T.check(conf["talkers"] == [a.leg_id], "alice is the talker: %s" %
+            conf["talkers"])
+    pb = bt.band_power(b.audio(1.0), a.freq)
+    T.check(pb > 0.9, "bob hears alice alone all along (%.3f)" % pb)
 finally:
     br.stop()
     for p in parts:

@@ -80,13 +80,8 @@ class Bridge:
             args += ["--config", cf]
         args += list(extra)
         self.errlog = open(os.path.join(self.dir, "stderr"), "w+")
-        env = dict(os.environ)
-        supp = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                            "asan.supp")
-        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
-                               ":suppressions=" + supp).lstrip(":")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
-                                     stderr=self.errlog, text=True, env=env)
+                                     stderr=self.errlog, text=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("ready control="):
             self.stop()
