@@ -121,11 +121,15 @@ static bool same_addr(const struct sockaddr_storage *a, socklen_t al,
 
 /* ---------------------------------------------------------------- send */
 
-static void next_frame(struct ue_media *m, int16_t *pcm)
+static void next_frame(struct ue_media *m, uint32_t idx, int16_t *pcm)
 {
 	const struct ue_media_cfg *cfg = m->cfg;
 	size_t i;
 
+	if (!ue_talk_active(&cfg->talk, idx * cfg->ptime / 1000.0)) {
+		memset(pcm, 0, m->frame * sizeof(*pcm));
+		return;
+	}
 	if (cfg->tone_hz > 0) {
 		ue_tone_fill(&m->tone, pcm, m->frame);
 		return;
@@ -205,7 +209,7 @@ static void send_loop(struct ue_media *m)
 		}
 		if (mono_ns() > due + ptime_ns)
 			m->st.late_sends++;
-		next_frame(m, pcm);
+		next_frame(m, i, pcm);
 		if (cfg->dir != UE_DIR_RECVONLY)
 			send_rtp(m, i, pcm);
 	}

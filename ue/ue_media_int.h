@@ -180,6 +180,17 @@ int ue_tone_init(struct ue_tone *t, double hz, double dbfs, uint32_t rate);
 void ue_tone_fill(struct ue_tone *t, int16_t *pcm, size_t n);
 /** Parse "HZ[:DBFS]"; dbfs defaults to -20 */
 int ue_tone_parse(const char *s, double *hzp, double *dbfsp);
+#define UE_MAX_TALK 8
+/** Speaking windows in seconds from the start: [start, end) */
+struct ue_talk {
+	double start[UE_MAX_TALK], end[UE_MAX_TALK];
+	size_t n;              /**< 0 = always speaking                    */
+};
+
+/** Parse "S:E[,S:E...]" (seconds, S < E); EINVAL or E2BIG */
+int ue_talk_parse(const char *s, struct ue_talk *t);
+/** true if t says to speak at second sec (always when t->n == 0) */
+bool ue_talk_active(const struct ue_talk *t, double sec);
 /** RMS level in dBov (full-scale square = 0); -127 for silence */
 double ue_level_dbov(const int16_t *pcm, size_t n);
 /** RFC 6464 level byte (0..127 = -dBov) */
@@ -228,6 +239,7 @@ struct ue_media_cfg {
 	uint8_t enc_ext[KEYLEG_MAX_ENC_EXT];
 	size_t n_enc_ext;
 	double tone_hz, tone_dbfs;  /**< tone_hz 0 = no tone               */
+	struct ue_talk talk;        /**< when to speak (silence otherwise)  */
 	const char *wav_in;
 	bool loop;
 	const char *wav_out;

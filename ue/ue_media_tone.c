@@ -67,6 +67,54 @@ int ue_tone_parse(const char *s, double *hzp, double *dbfsp)
 }
 
 /**
+ * Parse speaking windows "S:E[,S:E...]" in seconds, e.g. "0.5:2,4:5.5".
+ *
+ * @return 0, EINVAL or E2BIG (more than UE_MAX_TALK windows)
+ */
+int ue_talk_parse(const char *s, struct ue_talk *t)
+{
+	const char *p = s;
+
+	memset(t, 0, sizeof(*t));
+	while (*p) {
+		char *end;
+		double a, b;
+
+		if (t->n >= UE_MAX_TALK)
+			return E2BIG;
+		errno = 0;
+		a = strtod(p, &end);
+		if (errno || end == p || *end != ':' || !(a >= 0))
+			return EINVAL;
+		p = end + 1;
+		b = strtod(p, &end);
+		if (errno || end == p || !(b > a))
+			return EINVAL;
+		t->start[t->n] = a;
+		t->end[t->n] = b;
+		t->n++;
+		p = end;
+		if (*p == ',' && p[1])
+			p++;
+		else if (*p)
+			return EINVAL;
+	}
+	return t->n ? 0 : EINVAL;
+}
+
+bool ue_talk_active(const struct ue_talk *t, double sec)
+{
+	size_t i;
+
+	if (t->n == 0)
+		return true;
+	for (i = 0; i < t->n; i++)
+		if (sec >= t->start[i] && sec < t->end[i])
+			return true;
+	return false;
+}
+
+/**
  * RMS level in dBov (ITU-T G.100.1: a full-scale square wave is 0 dBov, so
  * a full-scale sine is about -3 dBov).  Digital silence gives -127.
  */

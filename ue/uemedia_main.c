@@ -36,6 +36,7 @@ static void usage(FILE *f)
 "  --encrypt-ext          encrypt the audio-level extension (RFC 6904)\n"
 "  --tone HZ[:DBFS]       send a sine (0 dBFS = full-scale sine; def. -20)\n"
 "  --wav-in FILE          send a WAV file (16-bit PCM, resampled) [--loop]\n"
+"  --talk S:E[,S:E...]    speak only in these windows (s from start)\n"
 "  --wav-out FILE         record what is received (mono, 16-bit, --rate)\n"
 "  --duration S           seconds to run (default 5)\n"
 "  --audio-level-ext ID   send RFC 6464 levels with this extension id\n"
@@ -51,7 +52,7 @@ enum {
 	O_LOCAL = 256, O_REMOTE, O_CODEC, O_RATE, O_PTIME, O_PT, O_BITRATE,
 	O_PROFILE, O_TXKEY, O_RXKEY, O_LEGKEY, O_ENCEXT, O_TONE, O_WAVIN,
 	O_LOOP, O_WAVOUT, O_DURATION, O_LEVEL, O_SSRC, O_DIR, O_RTCP,
-	O_CNAME, O_HELP,
+	O_CNAME, O_TALK, O_HELP,
 };
 
 static const struct option opts[] = {
@@ -77,6 +78,7 @@ static const struct option opts[] = {
 	{ "direction", required_argument, NULL, O_DIR },
 	{ "rtcp-interval", required_argument, NULL, O_RTCP },
 	{ "cname", required_argument, NULL, O_CNAME },
+	{ "talk", required_argument, NULL, O_TALK },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -281,6 +283,8 @@ static int parse_opt(struct ue_media_cfg *cfg, struct keyargs *ka, int c,
 	case O_CNAME:
 		cfg->cname = a;
 		return 0;
+	case O_TALK:
+		return ue_talk_parse(a, &cfg->talk);
 	}
 	return EINVAL;
 }

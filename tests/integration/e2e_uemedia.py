@@ -13,6 +13,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 import kmaudio  # noqa: E402
+import numpy as np  # noqa: E402
 from kmproc import Procs  # noqa: E402
 from kmsetup import UE, GstUE, gst_available, inline_pair, \
     secret_file  # noqa: E402
@@ -51,6 +52,31 @@ with suite.case("goertzel: neighbour tone +20 dB, absent tone -40 dB"):
     expect(ok, "absent 1100 Hz read %.1f" % m)
     ok, m = kmaudio.lacks_tone((16000, x), 700, 0.0)
     expect(not ok, "a -30 dBFS tone is not 40 dB under 0 (%.1f)" % m)
+
+with suite.case("block judgement: a click or a short gap tolerated, "
+                "a real absence or a leak not"):
+    x = kmaudio.sine(16000, 1330, -18.0, 1.2)
+    x[8000:8400] += 20000 * np.sin(np.arange(400) * 0.9)   # 25 ms burst
+    whole = kmaudio.tone_level((16000, x), 2000.0)
+    ok, m = kmaudio.lacks_tone((16000, x), 2000.0, -18.0)
+    expect(ok, "median %.1f (whole window %.1f)" % (m, whole))
+    ok, m = kmaudio.has_tone((16000, x), 1330, -18.0)
+    expect(ok, "median level %.2f" % m)
+    y = kmaudio.sine(16000, 1330, -18.0, 1.2)
+    y[12800:16000] = 0                         # the last 2 of 12 blocks
+    ok, m = kmaudio.has_tone((16000, y), 1330, -18.0)
+    expect(ok, "a tone present in 10 of 12 blocks failed (%.2f)" % m)
+    y[9600:16000] = 0                          # the last 4 of 12 blocks
+    ok, m = kmaudio.has_tone((16000, y), 1330, -18.0)
+    expect(not ok, "a tone missing a third of the time passed (%.2f)" % m)
+    z = kmaudio.sine(16000, 2000, -18.0, 1.2)
+    z[:17600] = 0                              # present in 1 of 12 blocks
+    ok, m = kmaudio.lacks_tone((16000, z), 2000, -18.0)
+    expect(ok, "one block of leak must be tolerated (%.1f)" % m)
+    z[:] = kmaudio.sine(16000, 2000, -18.0, 1.2)
+    z[:16000] = 0                              # present in 2 of 12 blocks
+    ok, m = kmaudio.lacks_tone((16000, z), 2000, -18.0)
+    expect(not ok, "two blocks of leak must not pass (%.1f)" % m)
 
 with suite.case("wav helpers round-trip"):
     p = os.path.join(T, "rt.wav")

@@ -127,6 +127,31 @@ static void test_tone_parse(void **state)
 	assert_int_equal(ue_tone_parse("abc", &hz, &db), EINVAL);
 }
 
+static void test_talk_windows(void **state)
+{
+	struct ue_talk t;
+
+	(void)state;
+	assert_int_equal(ue_talk_parse("0.5:2,4:5.5", &t), 0);
+	assert_int_equal(t.n, 2);
+	assert_false(ue_talk_active(&t, 0.49));
+	assert_true(ue_talk_active(&t, 0.5));
+	assert_true(ue_talk_active(&t, 1.99));
+	assert_false(ue_talk_active(&t, 2.0));
+	assert_true(ue_talk_active(&t, 5.0));
+	assert_false(ue_talk_active(&t, 6));
+	assert_int_equal(ue_talk_parse("2:1", &t), EINVAL);
+	assert_int_equal(ue_talk_parse("1:1", &t), EINVAL);
+	assert_int_equal(ue_talk_parse("1:2,", &t), EINVAL);
+	assert_int_equal(ue_talk_parse("1:2;3:4", &t), EINVAL);
+	assert_int_equal(ue_talk_parse("", &t), EINVAL);
+	assert_int_equal(ue_talk_parse("-1:2", &t), EINVAL);
+	assert_int_equal(ue_talk_parse("0:1,1:2,2:3,3:4,4:5,5:6,6:7,7:8,8:9",
+				       &t), E2BIG);
+	memset(&t, 0, sizeof(t));
+	assert_true(ue_talk_active(&t, 1234));     /* no windows: always */
+}
+
 static void test_codec_table(void **state)
 {
 	enum ue_codec c;
@@ -160,6 +185,7 @@ int test_ue_parse_group(void)
 		cmocka_unit_test(test_b64_rfc4648),
 		cmocka_unit_test(test_b64_bad),
 		cmocka_unit_test(test_tone_parse),
+		cmocka_unit_test(test_talk_windows),
 		cmocka_unit_test(test_codec_table),
 	};
 

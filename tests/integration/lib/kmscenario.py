@@ -156,6 +156,7 @@ def run_conference(procs, tmp, outdir, certs, duration=8.0, log=print,
         ue.finish(duration + 20)
     r.conf_end = api.conference(r.conf_id)
     r.metrics = api.metrics()
+    r.audit = os.path.join(tmp, "audit.log")
 
     # who heard whom: each listener's file, each speaker's tone
     start, end = 1.0, max(duration - 0.3, 1.5)
@@ -164,7 +165,7 @@ def run_conference(procs, tmp, outdir, certs, duration=8.0, log=print,
     for lis in r.ues:
         data = kmaudio.read_wav(lis.wav)
         r.levels[lis.name] = {
-            spk.name: kmaudio.tone_level(data, spk.tone, start, end)
+            spk.name: kmaudio.tone_level_blocks(data, spk.tone, start, end)
             for spk in r.ues}
     api.delete_conference(r.conf_id)
     return r
@@ -188,6 +189,15 @@ def table(r):
             row += "%10s" % cell
         out.append(row)
     return out
+
+
+def audit_lines(r):
+    """kmsd's NDS audit log (who got which leg key; never key material)."""
+    try:
+        with open(r.audit) as f:
+            return ["  " + ln.rstrip() for ln in f if ln.strip()]
+    except OSError:
+        return ["  (no audit log)"]
 
 
 def leg_stats(r):

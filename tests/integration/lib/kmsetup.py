@@ -51,8 +51,9 @@ class UE:
     def __init__(self, name, outdir, tone=None, level=-20.0, codec="opus",
                  rate=None, ptime=20, pt=None, profile=None,
                  uri=None, level_ext=None, host="127.0.0.1",
-                 encrypt_ext=False):
+                 encrypt_ext=False, talk=None):
         self.name = name
+        self.talk = talk
         self.encrypt_ext = encrypt_ext
         self.host = host
         self.outdir = outdir
@@ -118,6 +119,8 @@ class UE:
             a += ["--pt", str(self.pt)]
         if self.tone:
             a += ["--tone", "%g:%g" % (self.tone, self.level)]
+        if self.talk:
+            a += ["--talk", ",".join("%g:%g" % w for w in self.talk)]
         if self.level_ext:
             a += ["--audio-level-ext", str(self.level_ext)]
             if self.encrypt_ext:
