@@ -2,8 +2,8 @@
  * @file bridge_pkt.c  libFuzzer target: the bridge's receive packet path
  *
  * One conference on a worker (no thread: the target calls the stages
- * directly) with three Opus legs: plain RTP with RFC 6464 and RFC 4733,
- * SRTP AES-CM-80 and SRTP AEAD-AES-128-GCM.  The first input byte picks the
+ * directly) with three legs: plain PCMU with RFC 6464 and RFC 4733, SRTP
+ * AES-CM-80 PCMA and SRTP AEAD-AES-128-GCM Opus.  The first input byte picks the
  * leg and whether the rest is first protected with the participant's key
  * (so the fuzzer reaches the stages after authentication), then the
  * packet runs through leg_process(); bit 6 runs a mixing tick after it.
@@ -50,12 +50,12 @@ static void setup_leg(int i, int srtp, enum keyleg_profile prof)
 
 	memset(&par, 0, sizeof(par));
 	snprintf(par.participant, sizeof(par.participant), "fuzz%d", i);
-	/* Opus legs: the G.711 concealment (libspandsp's PLC) trips ASan
-	 * inside the library itself, which is not what this target tests */
-	par.codec = MIX_CODEC_OPUS;
+	/* leg 0 PCMU, leg 1 PCMA, leg 2 Opus */
+	par.codec = i == 0 ? MIX_CODEC_PCMU : i == 1 ? MIX_CODEC_PCMA :
+		MIX_CODEC_OPUS;
 	par.rate = 8000;
 	par.ptime = 20;
-	par.pt = 111;
+	par.pt = i == 0 ? 0 : i == 1 ? 8 : 111;
 	par.te_pt = i == 0 ? 101 : -1;
 	par.level_ext = i == 0 ? 1 : 0;
 	par.dir = DIR_SENDRECV;
