@@ -5,8 +5,9 @@
 #
 # kmsd (SQLite in a temp dir), bridged, and four simulated participants
 # (uemedia) who get their SRTP leg keys from the KMS -- three by passive
-# join, one by active join with the conference secret -- while a fifth
-# with a wrong secret is refused.  Prints who heard whom at what level and
+# join, one by active join with the secret of that same conference (its
+# controller opens it for active join) -- while a fifth with a wrong
+# secret is refused.  Prints who heard whom at what level and
 # leaves the recordings in demo-out/.  Everything it starts is stopped on
 # exit.  DEMO_SECONDS sets how long the participants speak (default 8).
 set -euo pipefail

@@ -2,7 +2,7 @@
 
 kmsd + ue + bridged + four uemedia participants (lib/kmscenario.py, the
 same run as `make demo`): A (chairman) invites B and C, each gets its leg
-key from kmsd; D joins actively with the conference secret; E's wrong
+key from kmsd; D joins A's conference actively with its secret; E's wrong
 proof is refused by the KMS and the bridge cannot open a leg for her.
 The bridge fetched every leg key over NDS as the conference's focus.
 Each participant hears the three others at the level they spoke, and
@@ -125,6 +125,17 @@ with suite.case("KMS audit log: a release to bridge1 per leg, a deny for "
     expect(any(" deny " in ln and "erin" in ln for ln in lines),
            "no deny line for erin")
     text = "\n".join(lines)
+
+with suite.case("one conference: every release under the chairman's "
+                "reference, dave's too"):
+    rel = [ln for ln in lines if " release " in ln and " req=legkey " in ln]
+    expect(rel, "no legkey releases")
+    for ln in rel:
+        expect(" conf=%s " % r.ref in ln, "release elsewhere: %s" % ln)
+    expect(r.join_ref == r.ref, "active join under %s, not %s"
+           % (r.join_ref, r.ref))
+    expect(any("leg=" + kmscenario.uri("dave") in ln for ln in rel),
+           "no release of dave's key")
     for k in r.keys.values():
         expect(k not in text, "a leg key is in the audit log")
 

@@ -9,8 +9,10 @@ e2e_conference.py, so the demo and the test run the same thing:
  3. Passive join: the chairman alice invites bob and carol naming the
     focus bridge1.keymix.test; bob gets K2, carol K3, alice K1 (the same
     for both invitations).
- 4. Active join: a conference registered with a secret; dave proves the
-    secret and gets his leg key; erin's proof is wrong and refused.
+ 4. Active join: the controller opens alice's conference (its own
+    reference, the focus alice named) for active join with a secret;
+    dave proves the secret and gets his leg key under that reference;
+    erin's proof is wrong and refused.
  5. bridged starts with bridge1's node certificate; the controller
     (this script) creates a "mix" conference and one leg per participant
     with a "kms" key source: the bridge fetches each leg key over NDS.
@@ -90,10 +92,12 @@ def run_conference(procs, tmp, outdir, certs, duration=8.0, log=print,
         r.ref, ", ".join(sorted(keys))))
     r.keys = dict(keys)
 
-    r.join_ref = r.ref + "-open"
+    # one conference: the active joiners join the chairman's own
+    # reference, opened for active join with the focus alice named
+    r.join_ref = r.ref
     secret = "correct horse battery staple"
-    log("4. active join: conference %s registered with a secret" %
-        r.join_ref)
+    log("4. active join: conference %s opened for active join with a "
+        "secret" % r.join_ref)
     kms.register_active(r.join_ref, FOCUS, secret)
     for p in active:
         rc, key, err = kms.active_join(uri(p[0]), r.join_ref, secret)

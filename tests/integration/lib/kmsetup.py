@@ -401,6 +401,8 @@ class Kms:
         return ref, keys
 
     def register_active(self, ref, focus, secret):
+        """Register ref for active join, or open the existing passive-join
+        conference ref for it (focus: the one its chairman named)."""
         self.admin("conf-register", ref, "--focus", focus, "--secret",
                    secret)
 
