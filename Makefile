@@ -30,7 +30,7 @@ SYS_LIBS     := -levent_openssl -levent_pthreads -levent -lssl -lcrypto \
 		-lopus -lspandsp -lspeexdsp -ljansson -lsqlite3 -lpthread -lm
 
 # Link order does not matter inside the group.
-MODULES := keyleg mixer kms_nds ue bridge bench
+MODULES := keyleg mixer kms_nds ue bridge bench tools
 MODULE_LIBS :=
 BINS :=
 
@@ -126,8 +126,11 @@ test: deps
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 ASAN_VARS = BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)"
+# Sanitizer reports raised inside third-party libraries only (see the file)
+SAN_ENV := ASAN_OPTIONS=suppressions=$(TOP)/tests/asan.supp \
+	UBSAN_OPTIONS=print_stacktrace=1
 asan: deps
-	$(MAKE) -j$(NPROC) $(ASAN_VARS) check
+	$(SAN_ENV) $(MAKE) -j$(NPROC) $(ASAN_VARS) check
 
 asan-build: deps
 	$(MAKE) -j$(NPROC) $(ASAN_VARS) all
@@ -136,6 +139,12 @@ TSAN_FLAGS := -fsanitize=thread
 tsan: deps
 	$(MAKE) -j$(NPROC) BUILD=build/tsan OPT="-O1 -g" SAN="$(TSAN_FLAGS)" \
 		check
+
+# The G.711 integration tests with every process under valgrind memcheck
+# (tests/valgrind.sh); not part of CI.
+valgrind: deps
+	$(MAKE) -j$(NPROC) all
+	KEYMIX_BUILD=$(TOP)/$(BUILD) bash tests/valgrind.sh
 
 demo: deps
 	$(MAKE) all
@@ -166,7 +175,8 @@ fuzz-build: $(LIBFUZZER_BINS)
 
 fuzz: deps
 	$(MAKE) -j$(NPROC) $(LIBFUZZER_VARS) fuzz-build
-	bash tests/fuzz/run.sh build/libfuzzer/libfuzzer-bin $(SECONDS)
+	$(SAN_ENV) bash tests/fuzz/run.sh build/libfuzzer/libfuzzer-bin \
+		$(SECONDS)
 
 certs:
 	bash scripts/certs.sh $(BUILD)/certs

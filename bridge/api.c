@@ -66,6 +66,13 @@ static void reply_error(struct bridge *b, struct evhttp_request *req,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* ids echoed from the request may hold any byte: keep the message
+	 * printable ASCII so that the log line stays one line and the JSON
+	 * body can be made (jansson refuses invalid UTF-8) */
+	for (i = 0; msg[i]; i++)
+		if ((unsigned char)msg[i] < 0x20 ||
+		    (unsigned char)msg[i] > 0x7e)
+			msg[i] = '?';
 	for (i = 0; i < 6; i++)
 		if (codes[i] == code)
 			b->http_errors[i]++;
@@ -103,6 +110,7 @@ static json_t *read_body(struct evhttp_request *req, char *err)
 	evbuffer_copyout(in, s, n);
 	s[n] = '\0';
 	j = json_loadb(s, n, 0, &jerr);
+	keyleg_wipe(s, n);   /* the body may carry inline keys */
 	free(s);
 	if (!j) {
 		snprintf(err, ERRSZ, "malformed JSON: %s (line %d col %d)",
@@ -198,6 +206,20 @@ static json_t *leg_json(const struct leg *l)
 			    json_integer(l->last_event) : json_null());
 	json_object_set_new(j, "latches", json_integer(
 		(json_int_t)l->cnt.latches));
+	if (l->ml) {
+		/* leg_json runs on the leg's worker: the mixer is ours */
+		struct mix_leg_stats ms;
+
+		mix_leg_stats_get(l->ml, &ms);
+		json_object_set_new(j, "jb_delay_ms",
+				    json_integer(ms.jb_delay_ms));
+		json_object_set_new(j, "jb_target_ms",
+				    json_integer(ms.jb_target_ms));
+		json_object_set_new(j, "concealed",
+				    json_integer((json_int_t)ms.concealed));
+		json_object_set_new(j, "late",
+				    json_integer((json_int_t)ms.late));
+	}
 	return j;
 }
 

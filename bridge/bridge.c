@@ -108,6 +108,7 @@ int bridge_alloc(struct bridge **bp, const struct bridge_cfg *cfg,
 	int e;
 
 	err[0] = '\0';
+	bridge_secmem_init();
 	if (!threads_ready) {
 		if (evthread_use_pthreads()) {
 			snprintf(err, errsz, "libevent threads unavailable");

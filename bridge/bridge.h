@@ -41,6 +41,9 @@ struct bridge_cfg {
 	unsigned max_legs_per_worker;       /**< overload limit (503)      */
 	unsigned max_load_permille;         /**< tick budget limit (503)   */
 	unsigned rtcp_interval_ms;          /**< RTCP report interval      */
+	unsigned leg_timeout_ms;            /**< free a receiving leg that
+						 sent nothing this long
+						 (0 = never)              */
 	char control_cert[BRIDGE_PATH_MAX]; /**< TLS for the control API   */
 	char control_key[BRIDGE_PATH_MAX];  /**< (--config only)           */
 };

@@ -136,6 +136,7 @@ int baddr_format(const struct baddr *a, char *buf, size_t sz);
 int baddr_equal(const struct baddr *a, const struct baddr *b);
 uint16_t baddr_port(const struct baddr *a);
 uint64_t bridge_now_us(void);
+void bridge_secmem_init(void);
 
 /* ---- legs and conferences (conf.c, leg.c) ---- */
 
@@ -216,6 +217,7 @@ struct leg {
 	uint8_t remote_fraction;
 	int32_t remote_lost;
 	uint64_t next_rtcp_us;
+	uint64_t last_in_us;     /**< last verified packet (or creation)  */
 };
 
 struct conf {
@@ -242,6 +244,7 @@ struct worker_stats {
 	uint64_t ticks, late_ticks, resyncs;
 	uint64_t busy_ns, window_start_ns;
 	struct leg_counters gone;  /**< counters of legs already freed  */
+	uint64_t timed_out;        /**< legs freed by leg-timeout-ms     */
 };
 
 struct worker {

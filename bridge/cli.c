@@ -246,7 +246,8 @@ static const struct option long_opts[] = {
 /**
  * Load a JSON config file: keys are the long option names ("control",
  * "token-file" ...) and the tunables "max-legs-per-worker",
- * "max-load-permille", "rtcp-interval-ms", "kms-timeout-ms".
+ * "max-load-permille", "rtcp-interval-ms", "kms-timeout-ms",
+ * "leg-timeout-ms", "control-cert", "control-key".
  */
 int bridge_cfg_load_file(struct bridge_cfg *cfg, const char *path,
 			 char *err, size_t errsz)
@@ -286,6 +287,19 @@ int bridge_cfg_load_file(struct bridge_cfg *cfg, const char *path,
 				 key);
 			e = EINVAL;
 			break;
+		}
+		if (!strcmp(name, "leg-timeout-ms")) {
+			unsigned long n;
+
+			/* 0 is allowed here: it turns the timeout off */
+			if (parse_uint(sv, 10000000, &n)) {
+				snprintf(err, errsz, "--config: bad '%s'",
+					 key);
+				e = EINVAL;
+				break;
+			}
+			cfg->leg_timeout_ms = (unsigned)n;
+			continue;
 		}
 		if (!strcmp(name, "control-cert") ||
 		    !strcmp(name, "control-key")) {

@@ -175,6 +175,7 @@ static void leg_rtcp_in(struct leg *l, uint8_t *p, size_t len,
 		return;
 	}
 	leg_latch(l, src);
+	l->last_in_us = now_us;
 	l->cnt.rtcp_in++;
 	if (info.have_sr) {
 		l->sr_ntp_mid = info.sr_ntp_mid;
@@ -234,6 +235,7 @@ void leg_process(struct leg *l, struct pkt *k, const struct baddr *src,
 	/* stage 4: symmetric RTP latch, only now that it verified; then
 	 * account (events share the sequence numbers, not the timing) */
 	leg_latch(l, src);
+	l->last_in_us = now_us;
 	l->cnt.packets_in++;
 	rtp_rxstats_update(&l->rx, h.ssrc, h.seq, h.ts,
 			   (uint32_t)(now_us * l->clock / 1000000u),
@@ -312,14 +314,38 @@ void leg_rtcp_maybe(struct leg *l, uint64_t now_us, int bye)
 }
 
 /** One mixing clock tick of a conference (grid time now_us) */
+/*
+ * A leg the bridge receives from that has sent nothing verified (RTP or
+ * RTCP; DTX still sends every 400 ms) for leg-timeout-ms is reported and
+ * freed like a DELETE: BYE, port back to the range, keys wiped.
+ */
+static int leg_timed_out(struct leg *l, uint64_t now_us)
+{
+	struct worker *w = l->conf->w;
+	uint64_t limit = (uint64_t)w->b->cfg.leg_timeout_ms * 1000;
+
+	if (!limit || !leg_recvs(l) || now_us < l->last_in_us + limit)
+		return 0;
+	bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s (%s) timed out: "
+		   "no packet for %u ms", l->conf->id, l->id,
+		   l->par.participant, w->b->cfg.leg_timeout_ms);
+	w->st.timed_out++;
+	ports_release(&w->b->ports, l->port);
+	leg_free(l);
+	return 1;
+}
+
 void conf_tick(struct conf *c, uint64_t now_us)
 {
-	struct leg *l;
+	struct leg *l, *next;
 
 	if (c->mode == MODE_MIX)
 		mix_tick(c->mix, now_us);
-	for (l = c->legs; l; l = l->next)
-		leg_rtcp_maybe(l, now_us, 0);
+	for (l = c->legs; l; l = next) {
+		next = l->next;
+		if (!leg_timed_out(l, now_us))
+			leg_rtcp_maybe(l, now_us, 0);
+	}
 }
 
 /* ---- lifecycle (worker thread, not the packet path) ---- */
@@ -416,6 +442,7 @@ int leg_create(struct leg **legp, struct conf *c,
 	event_add(l->ev, NULL);
 	l->fd = fd;
 	l->next_rtcp_us = bridge_now_us() + 500000u;
+	l->last_in_us = bridge_now_us();
 	l->next = c->legs;
 	c->legs = l;
 	c->nlegs++;
@@ -540,6 +567,9 @@ int leg_set_gain(struct leg *l, double gain_db)
 
 int leg_set_dir(struct leg *l, enum leg_dir dir)
 {
+	/* a leg that starts to send gets a full timeout interval */
+	if (dir != l->par.dir)
+		l->last_in_us = bridge_now_us();
 	l->par.dir = dir;
 	return leg_update_mix(l);
 }

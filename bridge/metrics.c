@@ -16,7 +16,7 @@
 struct msnap {
 	struct evbuffer *legs[LEG_FAMILIES]; /**< per-leg series, by family */
 	struct leg_counters sum;
-	uint64_t ticks, late_ticks, resyncs, pool_exhausted;
+	uint64_t ticks, late_ticks, resyncs, pool_exhausted, timed_out;
 	size_t pool_free, pool_low, pool_n;
 	unsigned load, nlegs;
 };
@@ -83,6 +83,7 @@ static void call_snap(struct worker *w, void *arg)
 	s->late_ticks = w->st.late_ticks;
 	s->resyncs = w->st.resyncs;
 	s->pool_exhausted = w->pool.exhausted;
+	s->timed_out = w->st.timed_out;
 	s->pool_free = w->pool.nfree;
 	s->pool_low = w->pool.low;
 	s->pool_n = w->pool.n;
@@ -106,6 +107,8 @@ static const char *const worker_family[][3] = {
 	 "fewest packet buffers ever free"},
 	{"keymix_bridge_pool_exhausted_total", "counter",
 	 "buffer requests that found the pool empty"},
+	{"keymix_bridge_legs_timed_out_total", "counter",
+	 "legs freed after leg-timeout-ms without a packet"},
 };
 
 static double worker_value(const struct msnap *s, unsigned f)
@@ -119,7 +122,8 @@ static double worker_value(const struct msnap *s, unsigned f)
 	case 5: return (double)s->pool_n;
 	case 6: return (double)s->pool_free;
 	case 7: return (double)s->pool_low;
-	default: return (double)s->pool_exhausted;
+	case 8: return (double)s->pool_exhausted;
+	default: return (double)s->timed_out;
 	}
 }
 

@@ -1,0 +1,1 @@
+"""rel_lib: helpers for the reliability tests (tests/integration/rel_*)."""
