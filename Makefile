@@ -98,6 +98,8 @@ $(BUILD)/lib/%.a:
 .PHONY: all deps build check test asan asan-build tsan demo bench \
 	bench-quick fuzz fuzz-build certs clean distclean valgrind
 .DEFAULT_GOAL := all
+# keep intermediate objects (fuzz targets are built through a chain)
+.SECONDARY:
 
 all: $(SRTP_LIB) $(BINS) $(TEST_BINS) $(FUZZ_REPLAY)
 
