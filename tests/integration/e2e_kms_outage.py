@@ -29,7 +29,7 @@ procs = Procs(suite.logdir)
 T = suite.tmp
 uri = "sip:%s@example.org".__mod__
 DUR_AB = 14.0   # long enough for C to join after reconnect backoff
-DUR_C = 3.0
+DUR_C = 4.5
 
 try:
     kms = Kms(procs, T, certs)
@@ -111,12 +111,14 @@ for lis, spk in ((a, b), (b, a)):
 if c_leg:
     for spk in (a, b):
         with suite.case("C (joined after the outage) hears %s" % spk.name):
-            ok, m = kmaudio.has_tone(c.wav, spk.tone, spk.level, 1.0, 0.8,
+            ok, m = kmaudio.has_tone(c.wav, spk.tone, spk.level, 1.0, 1.0,
                                      DUR_C - 0.2)
             expect(ok, "measured %.2f" % m)
     for lis in (a, b):
         with suite.case("%s hears C after the outage" % lis.name):
-            w = (t_c + 0.8, t_c + DUR_C - 0.3)
+            # C's start-up (slow under sanitizers), the jitter buffer and
+            # talker hysteresis come before its tone reaches the others
+            w = (t_c + 1.5, t_c + DUR_C - 0.3)
             ok, m = kmaudio.has_tone(lis.wav, c.tone, c.level, 1.0, *w)
             expect(ok, "measured %.2f in %.1f-%.1f s" % ((m,) + w))
 with suite.case("no SRTP failures anywhere"):
