@@ -406,17 +406,43 @@ static void test_server_survives(void **state)
  * A node that pipelines many requests before reading: with the output
  * bound set to a few answers, kmsd pauses reading while answers wait and
  * resumes as they leave; every answer arrives, in order.
+ *
+ * The client sends in batches without reading, and after each batch
+ * waits until kmsd has either taken every request sent so far or paused.
+ * The kernel buffers (client SO_RCVBUF, server SO_SNDBUF, both 4096)
+ * hold a few dozen answers, so a server that bounds its unsent answers
+ * must pause within the first batches; one that does not would take all
+ * SLOW_MAX requests without pausing.  (Sending everything at once and
+ * then reading raced: the requests fit in the kernel, the client began
+ * reading before kmsd had answered enough to back up, and kmsd rightly
+ * never paused.)
  */
+#define SLOW_BATCH 50
+#define SLOW_MAX 1000
+
+static void slow_send(struct raw *r, uint32_t id)
+{
+	struct nds_enc e;
+	uint8_t f[128];
+	size_t n;
+
+	nds_enc_begin(&e, f, sizeof(f), NDS_T_LEGKEY_REQ, id);
+	nds_enc_str(&e, NDS_TAG_CONF_REF, "conf-1");
+	nds_enc_str(&e, NDS_TAG_PARTICIPANT, ALICE);
+	assert_int_equal(nds_enc_end(&e, &n), 0);
+	assert_int_equal(raw_send(r, f, n), 0);
+}
+
 static void test_slow_reader(void **state)
 {
 	struct raw *r;
-	uint8_t buf[256], f[128];
+	uint8_t buf[256];
 	struct nds_msg m;
-	struct nds_enc e;
 	struct nds_srv_stats st;
 	struct srvfix f2;
+	uint32_t sent = 0, i;
 	size_t n;
-	int i;
+	int polls, k;
 
 	(void)state;
 	memset(&f2, 0, sizeof(f2));
@@ -427,22 +453,28 @@ static void test_slow_reader(void **state)
 	r = raw_open("bridge1", f2.port, 0);
 	raw_rcvbuf = 0;
 	assert_non_null(r);
-	for (i = 0; i < 1000; i++) {
-		nds_enc_begin(&e, f, sizeof(f), NDS_T_LEGKEY_REQ,
-			      (uint32_t)(i + 1));
-		nds_enc_str(&e, NDS_TAG_CONF_REF, "conf-1");
-		nds_enc_str(&e, NDS_TAG_PARTICIPANT, ALICE);
-		assert_int_equal(nds_enc_end(&e, &n), 0);
-		assert_int_equal(raw_send(r, f, n), 0);
+	memset(&st, 0, sizeof(st));
+	while (!st.paused && sent < SLOW_MAX) {
+		for (k = 0; k < SLOW_BATCH; k++)
+			slow_send(r, ++sent);
+		/* kmsd either takes the whole batch or pauses; the bound
+		 * only keeps a broken server from hanging the test */
+		for (polls = 0; polls < 5000; polls++) {
+			fix_stats(&f2, &st);
+			if (st.paused || st.requests == sent)
+				break;
+			usleep(2000);
+		}
 	}
-	for (i = 0; i < 1000; i++) {
+	assert_true(st.paused > 0);
+	for (i = 1; i <= sent; i++) {
 		assert_int_equal(raw_read_frame(r, buf, sizeof(buf), &n), 0);
 		assert_int_equal(nds_msg_parse(&m, buf + 4, n - 4), 0);
 		assert_int_equal(m.type, NDS_T_KEY_RESP);
-		assert_int_equal(m.req_id, (uint32_t)(i + 1));
+		assert_int_equal(m.req_id, i);
 	}
 	fix_stats(&f2, &st);
-	assert_true(st.paused > 0);
+	assert_int_equal(st.requests, sent);
 	raw_close(r);
 	fix_stop(&f2);
 }
