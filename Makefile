@@ -138,9 +138,13 @@ asan-build: deps
 	$(MAKE) -j$(NPROC) $(ASAN_VARS) all
 
 TSAN_FLAGS := -fsanitize=thread
+# ThreadSanitizer over the multi-threaded programs: the bridge (workers,
+# KMS thread), the NDS link and the conference end to end.
+TSAN_TESTS ?= test_bridge|test_nds|test_keyleg|bridge_api|bridge_media|\
+	e2e_conference|rel_faults
 tsan: deps
 	$(MAKE) -j$(NPROC) BUILD=build/tsan OPT="-O1 -g" SAN="$(TSAN_FLAGS)" \
-		check
+		KEYMIX_FILTER='$(TSAN_TESTS)' check
 
 # The G.711 integration tests with every process under valgrind memcheck
 # (tests/valgrind.sh); not part of CI.

@@ -12,7 +12,8 @@ set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${KEYMIX_BUILD:-$top/build}
 export KEYMIX_BUILD=$build KEYMIX_TOP=$top
-filter=${1:-}
+# FILTER: an extended regex matched against each test's own name
+filter=${1:-${KEYMIX_FILTER:-}}
 logdir=$build/test-logs
 mkdir -p "$logdir"
 # Tests run on Debian's python3, not whatever python3 is first on PATH.
@@ -91,18 +92,18 @@ run_script() {
 
 for t in "$build"/tests/test_*; do
 	[ -x "$t" ] || continue
-	[ -n "$filter" ] && [[ $(basename "$t") != *$filter* ]] && continue
+	[ -n "$filter" ] && ! [[ $(basename "$t") =~ $filter ]] && continue
 	run_cmocka "$t"
 done
 for t in "$build"/fuzz/*; do
 	[ -x "$t" ] || continue
-	[ -n "$filter" ] && [[ $(basename "$t") != *$filter* ]] && continue
+	[ -n "$filter" ] && ! [[ $(basename "$t") =~ $filter ]] && continue
 	run_fuzz_replay "$t"
 done
 if [ "${KEYMIX_TESTS:-}" != unit ]; then
 	for s in "$top"/tests/integration/*.sh "$top"/tests/integration/*.py; do
 		[ -f "$s" ] || continue
-		[ -n "$filter" ] && [[ $(basename "$s") != *$filter* ]] && continue
+		[ -n "$filter" ] && ! [[ $(basename "$s") =~ $filter ]] && continue
 		run_script "$s"
 	done
 fi
