@@ -29,6 +29,8 @@
 #define KEYLEG_MAX_KEYSALT 46
 /** Largest number of RFC 6904 encrypted header-extension ids per leg */
 #define KEYLEG_MAX_ENC_EXT 14
+/** Largest packet keyleg protects or unprotects (longer: MALFORMED) */
+#define KEYLEG_MAX_PACKET 8192
 
 enum keyleg_profile {
 	KEYLEG_AES_CM_128_HMAC_SHA1_80 = 0,
@@ -116,6 +118,8 @@ int keyleg_rekey(struct keyleg *kl, const struct keyleg_keysalt *rx,
 		 const struct keyleg_keysalt *tx, uint64_t now_ms) KEYLEG_WUR;
 enum keyleg_profile keyleg_profile(const struct keyleg *kl);
 void keyleg_stats(const struct keyleg *kl, struct keyleg_stats *st);
+int keyleg_rx_roc(const struct keyleg *kl, uint32_t ssrc, uint32_t *rocp);
+int keyleg_tx_roc(const struct keyleg *kl, uint32_t ssrc, uint32_t *rocp);
 
 /* packets: in place; cap is the buffer size (>= *lenp + KEYLEG_TAILROOM).
  * now_ms is a monotonic clock, used only for the rekey overlap. */
