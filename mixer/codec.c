@@ -1,0 +1,454 @@
+/**
+ * @file codec.c  Codec wrappers: Opus, G.711, G.722, SpanDSP PLC, resampling
+ *
+ * Decoders deliver and encoders take audio at the conference rate.  Opus
+ * runs natively at that rate; G.711 (8 kHz) and G.722 (16 kHz audio) go
+ * through a speexdsp resampler when the rates differ.  Everything is
+ * allocated in the *_init functions; decode/encode/conceal allocate nothing.
+ */
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <opus/opus.h>
+#include <speex/speex_resampler.h>
+#include <spandsp/telephony.h>
+#include <spandsp/bit_operations.h>
+#include <spandsp/g711.h>
+#include <spandsp/g722.h>
+#include <spandsp/plc.h>
+#include <spandsp/private/g722.h>
+#include "mixer/mix_int.h"
+
+/*
+ * speexdsp resampler quality.  Chosen by measurement (bench/mixbench -R,
+ * docs/mixer.md): quality 3 keeps aliasing and passband ripple well below
+ * G.711's own quantisation noise at about a third of the cost of 5.
+ */
+int mix_resampler_quality = 3;
+
+/* G.711 through lookup tables built from SpanDSP's reference functions:
+ * the encoders ignore the low 2 (mu-law) or 3 (A-law) bits, so a table
+ * indexed by the top 14 bits is exact. */
+static int16_t ulaw_dec[256], alaw_dec[256];
+static uint8_t ulaw_enc[16384], alaw_enc[16384];
+static pthread_once_t g711_once = PTHREAD_ONCE_INIT;
+
+static void g711_build(void)
+{
+	int i;
+
+	for (i = 0; i < 256; i++) {
+		ulaw_dec[i] = ulaw_to_linear((uint8_t)i);
+		alaw_dec[i] = alaw_to_linear((uint8_t)i);
+	}
+	for (i = 0; i < 16384; i++) {
+		int16_t s = (int16_t)(uint16_t)(i << 2);
+
+		ulaw_enc[i] = linear_to_ulaw(s);
+		alaw_enc[i] = linear_to_alaw(s);
+	}
+}
+
+void mix_g711_tables(void)
+{
+	pthread_once(&g711_once, g711_build);
+}
+
+int mix_codec_init(void)
+{
+	mix_g711_tables();
+	return 0;
+}
+
+unsigned mix_codec_default_rate(enum mix_codec codec)
+{
+	switch (codec) {
+	case MIX_CODEC_PCMU:
+	case MIX_CODEC_PCMA:
+		return 8000;
+	case MIX_CODEC_G722:
+		return 16000;
+	default:
+		return 0;
+	}
+}
+
+static int rs_alloc(struct SpeexResamplerState_ **rsp, unsigned in,
+		    unsigned out)
+{
+	int err = 0;
+
+	*rsp = NULL;
+	if (in == out)
+		return 0;
+	*rsp = speex_resampler_init(1, in, out, mix_resampler_quality, &err);
+	if (!*rsp || err)
+		return ENOMEM;
+	return 0;
+}
+
+static unsigned rs_run(struct SpeexResamplerState_ *rs, const int16_t *in,
+		       unsigned nin, int16_t *out, unsigned nout)
+{
+	spx_uint32_t il = nin, ol = nout;
+
+	speex_resampler_process_int(rs, 0, in, &il, out, &ol);
+	/* a short output (filter start-up) is padded, never left unset */
+	if (ol < nout)
+		memset(out + ol, 0, (nout - ol) * sizeof(*out));
+	return nout;
+}
+
+/* --- decoder --- */
+
+int mix_dec_init(struct mix_dec *d, enum mix_codec codec, unsigned rate,
+		 unsigned crate)
+{
+	int err = 0;
+
+	memset(d, 0, sizeof(*d));
+	d->codec = codec;
+	d->rate = rate;
+	d->crate = codec == MIX_CODEC_OPUS ? rate : crate;
+	mix_g711_tables();
+	switch (codec) {
+	case MIX_CODEC_OPUS:
+		d->opus = opus_decoder_create((opus_int32)rate, 1, &err);
+		if (!d->opus || err != OPUS_OK)
+			return ENOMEM;
+		return 0;
+	case MIX_CODEC_G722:
+		d->g722 = g722_decode_init(NULL, 64000, 0);
+		if (!d->g722)
+			return ENOMEM;
+		break;
+	case MIX_CODEC_PCMU:
+	case MIX_CODEC_PCMA:
+		break;
+	default:
+		return EINVAL;
+	}
+	d->plc = plc_init(NULL);
+	if (!d->plc)
+		return ENOMEM;
+	return rs_alloc(&d->rs, d->crate, rate);
+}
+
+void mix_dec_close(struct mix_dec *d)
+{
+	if (d->opus)
+		opus_decoder_destroy(d->opus);
+	if (d->g722)
+		g722_decode_free(d->g722);
+	if (d->plc)
+		plc_free(d->plc);
+	if (d->rs)
+		speex_resampler_destroy(d->rs);
+	memset(d, 0, sizeof(*d));
+}
+
+/* Reset after frames were skipped: the next decoded frame fades in. */
+void mix_dec_reset(struct mix_dec *d)
+{
+	if (d->opus)
+		opus_decoder_ctl(d->opus, OPUS_RESET_STATE);
+	if (d->g722)
+		g722_decode_init(d->g722, 64000, 0);
+	if (d->plc)
+		plc_init(d->plc);
+	if (d->rs)
+		speex_resampler_reset_mem(d->rs);
+	d->fresh = true;
+}
+
+static void fade_in(struct mix_dec *d, int16_t *pcm, unsigned n)
+{
+	unsigned i, len = d->rate / 400; /* 2.5 ms */
+
+	if (!d->fresh)
+		return;
+	d->fresh = false;
+	if (len > n)
+		len = n;
+	for (i = 0; i < len; i++)
+		pcm[i] = (int16_t)((int32_t)pcm[i] * (int32_t)i /
+				   (int32_t)len);
+}
+
+/* codec-rate samples -> conference rate into out */
+static unsigned dec_out(struct mix_dec *d, unsigned ncodec, int16_t *out)
+{
+	unsigned n = (unsigned)((uint64_t)ncodec * d->rate / d->crate);
+
+	if (d->rs)
+		rs_run(d->rs, d->tmp, ncodec, out, n);
+	else
+		memcpy(out, d->tmp, n * sizeof(*out));
+	return n;
+}
+
+/**
+ * Decode one payload.
+ *
+ * @param out  receives the audio at the conference rate
+ * @param max  capacity of out in samples
+ * @param np   number of samples written
+ */
+int mix_dec_decode(struct mix_dec *d, const uint8_t *p, size_t len,
+		   int16_t *out, unsigned max, unsigned *np)
+{
+	const int16_t *tab;
+	unsigned i, nc;
+	int n;
+
+	switch (d->codec) {
+	case MIX_CODEC_OPUS:
+		n = opus_decode(d->opus, p, (opus_int32)len, out, (int)max, 0);
+		if (n < 0)
+			return EBADMSG;
+		*np = (unsigned)n;
+		fade_in(d, out, *np);
+		return 0;
+	case MIX_CODEC_PCMU:
+	case MIX_CODEC_PCMA:
+		tab = d->codec == MIX_CODEC_PCMU ? ulaw_dec : alaw_dec;
+		if (len > MIX_CODEC_PCM_MAX ||
+		    (uint64_t)len * d->rate / d->crate > max)
+			return EMSGSIZE;
+		for (i = 0; i < len; i++)
+			d->tmp[i] = tab[p[i]];
+		nc = (unsigned)len;
+		break;
+	case MIX_CODEC_G722:
+		if (len * 2 > MIX_CODEC_PCM_MAX ||
+		    (uint64_t)len * 2 * d->rate / d->crate > max)
+			return EMSGSIZE;
+		n = g722_decode(d->g722, d->tmp, p, (int)len);
+		if (n < 0)
+			return EBADMSG;
+		nc = (unsigned)n;
+		break;
+	default:
+		return EINVAL;
+	}
+	plc_rx(d->plc, d->tmp, (int)nc);
+	*np = dec_out(d, nc, out);
+	fade_in(d, out, *np);
+	return 0;
+}
+
+/** Decode the in-band FEC of payload p for the n samples before it */
+int mix_dec_fec(struct mix_dec *d, const uint8_t *p, size_t len,
+		int16_t *out, unsigned n)
+{
+	int r;
+
+	if (d->codec != MIX_CODEC_OPUS)
+		return ENOTSUP;
+	r = opus_decode(d->opus, p, (opus_int32)len, out, (int)n, 1);
+	if (r != (int)n)
+		return EBADMSG;
+	fade_in(d, out, n);
+	return 0;
+}
+
+/** Conceal n samples (conference rate; Opus: a multiple of 2.5 ms) */
+void mix_dec_conceal(struct mix_dec *d, int16_t *out, unsigned n)
+{
+	unsigned nc;
+
+	if (d->codec == MIX_CODEC_OPUS) {
+		if (opus_decode(d->opus, NULL, 0, out, (int)n, 0) != (int)n)
+			memset(out, 0, n * sizeof(*out));
+		return;
+	}
+	nc = (unsigned)((uint64_t)n * d->crate / d->rate);
+	if (nc > MIX_CODEC_PCM_MAX * 2)
+		nc = MIX_CODEC_PCM_MAX * 2;
+	plc_fillin(d->plc, d->tmp, (int)nc);
+	dec_out(d, nc, out);
+}
+
+/** Duration of a payload in RTP clock units */
+int mix_pkt_duration(enum mix_codec codec, const uint8_t *p, size_t len,
+		     unsigned crate, unsigned *clkp)
+{
+	int n;
+
+	(void)crate;
+	if (!len)
+		return EBADMSG;
+	switch (codec) {
+	case MIX_CODEC_OPUS:
+		n = opus_packet_get_nb_samples(p, (opus_int32)len, 48000);
+		if (n <= 0 || n > 5760)
+			return EBADMSG;
+		*clkp = (unsigned)n;
+		return 0;
+	case MIX_CODEC_PCMU:
+	case MIX_CODEC_PCMA:
+	case MIX_CODEC_G722:
+		/* one byte per 8 kHz clock tick (G.722: two 16 kHz samples) */
+		if (len > 480)
+			return EMSGSIZE;
+		*clkp = (unsigned)len;
+		return 0;
+	default:
+		return EINVAL;
+	}
+}
+
+/** Whether an Opus payload may carry LBRR (SILK or hybrid mode) */
+bool mix_pkt_has_fec(enum mix_codec codec, const uint8_t *p, size_t len)
+{
+	if (codec != MIX_CODEC_OPUS || len < 2)
+		return false;
+	return (p[0] >> 3) < 16;
+}
+
+/* --- encoder --- */
+
+static int opus_setup(struct mix_enc *e)
+{
+	const struct mix_opus_cfg *o = &e->ocfg;
+	OpusEncoder *st = e->opus;
+	int r = 0;
+
+	r |= opus_encoder_ctl(st, OPUS_SET_COMPLEXITY(o->complexity));
+	r |= opus_encoder_ctl(st, OPUS_SET_BITRATE(o->bitrate > 0 ?
+						   o->bitrate : OPUS_AUTO));
+	r |= opus_encoder_ctl(st, OPUS_SET_INBAND_FEC(o->fec ? 1 : 0));
+	r |= opus_encoder_ctl(st, OPUS_SET_PACKET_LOSS_PERC(o->fec ? 10 : 0));
+	r |= opus_encoder_ctl(st, OPUS_SET_DTX(o->dtx ? 1 : 0));
+	r |= opus_encoder_ctl(st, OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE));
+	return r == OPUS_OK ? 0 : EINVAL;
+}
+
+int mix_enc_init(struct mix_enc *e, enum mix_codec codec, unsigned rate,
+		 unsigned crate, unsigned ptime_ms,
+		 const struct mix_opus_cfg *ocfg)
+{
+	int err;
+
+	memset(e, 0, sizeof(*e));
+	e->codec = codec;
+	e->rate = rate;
+	e->crate = codec == MIX_CODEC_OPUS ? rate : crate;
+	e->frame = rate * ptime_ms / 1000;
+	if (ocfg)
+		e->ocfg = *ocfg;
+	if (e->frame > MIX_PKT_MAX || (uint64_t)e->crate * ptime_ms / 1000
+	    > MIX_CODEC_PCM_MAX * 2)
+		return EINVAL;
+	mix_g711_tables();
+	switch (codec) {
+	case MIX_CODEC_OPUS:
+		if (ptime_ms != 10 && ptime_ms != 20 && ptime_ms != 40 &&
+		    ptime_ms != 60)
+			return EINVAL;
+		if (e->ocfg.complexity < 0 || e->ocfg.complexity > 10)
+			return EINVAL;
+		e->opus_size = opus_encoder_get_size(1);
+		e->opus = calloc(1, (size_t)e->opus_size);
+		if (!e->opus)
+			return ENOMEM;
+		err = opus_encoder_init(e->opus, (opus_int32)rate, 1,
+					OPUS_APPLICATION_VOIP);
+		if (err != OPUS_OK)
+			return EINVAL;
+		return opus_setup(e);
+	case MIX_CODEC_G722:
+		e->g722 = g722_encode_init(NULL, 64000, 0);
+		if (!e->g722)
+			return ENOMEM;
+		e->g722_size = sizeof(g722_encode_state_t);
+		break;
+	case MIX_CODEC_PCMU:
+	case MIX_CODEC_PCMA:
+		break;
+	default:
+		return EINVAL;
+	}
+	return rs_alloc(&e->rs, rate, e->crate);
+}
+
+void mix_enc_close(struct mix_enc *e)
+{
+	free(e->opus);
+	if (e->g722)
+		g722_encode_free(e->g722);
+	if (e->rs)
+		speex_resampler_destroy(e->rs);
+	memset(e, 0, sizeof(*e));
+}
+
+/** Encode one packet of e->frame samples (conference rate) */
+int mix_enc_encode(struct mix_enc *e, const int16_t *pcm, uint8_t *out,
+		   size_t cap, size_t *lenp)
+{
+	const uint8_t *tab;
+	const int16_t *src = pcm;
+	unsigned i, nc;
+	int n;
+
+	if (e->codec == MIX_CODEC_OPUS) {
+		n = opus_encode(e->opus, pcm, (int)e->frame, out,
+				(opus_int32)cap);
+		if (n < 0)
+			return EPROTO;
+		*lenp = (size_t)n;
+		return 0;
+	}
+	nc = (unsigned)((uint64_t)e->frame * e->crate / e->rate);
+	if (e->rs) {
+		rs_run(e->rs, pcm, e->frame, e->tmp, nc);
+		src = e->tmp;
+	}
+	if (e->codec == MIX_CODEC_G722) {
+		if (cap < nc / 2)
+			return EMSGSIZE;
+		n = g722_encode(e->g722, out, src, (int)nc);
+		if (n < 0)
+			return EPROTO;
+		*lenp = (size_t)n;
+		return 0;
+	}
+	if (cap < nc)
+		return EMSGSIZE;
+	tab = e->codec == MIX_CODEC_PCMU ? ulaw_enc : alaw_enc;
+	for (i = 0; i < nc; i++)
+		out[i] = tab[(uint16_t)src[i] >> 2];
+	*lenp = nc;
+	return 0;
+}
+
+/**
+ * Make dst continue exactly where src is (same settings): the codec state
+ * is copied (libopus and SpanDSP G.722 states are flat memory), and the
+ * resampler is primed with the last input src consumed (hist).
+ */
+int mix_enc_clone(struct mix_enc *dst, const struct mix_enc *src,
+		  const int16_t *hist, unsigned nhist)
+{
+	if (dst->codec != src->codec || dst->rate != src->rate ||
+	    dst->frame != src->frame)
+		return EINVAL;
+	if (src->opus)
+		memcpy(dst->opus, src->opus, (size_t)src->opus_size);
+	if (src->g722)
+		memcpy(dst->g722, src->g722, src->g722_size);
+	if (dst->rs) {
+		speex_resampler_reset_mem(dst->rs);
+		if (hist && nhist) {
+			unsigned nc = (unsigned)((uint64_t)nhist * dst->crate /
+						 dst->rate);
+
+			if (nc > MIX_CODEC_PCM_MAX * 2)
+				return EINVAL;
+			rs_run(dst->rs, hist, nhist, dst->tmp, nc);
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,13 @@
+/** @file main.c  Mixer unit tests: runs every group */
+
+#include "tmix.h"
+
+int main(void)
+{
+	int failed = 0;
+
+	failed += tmix_run_tone();
+	failed += tmix_run_shared();
+	failed += tmix_run_net();
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,12 @@
+/** @file tmix.h  Mixer unit test groups */
+
+#ifndef TMIX_H
+#define TMIX_H
+
+#include <math.h>
+
+int tmix_run_tone(void);
+int tmix_run_shared(void);
+int tmix_run_net(void);
+
+#endif
