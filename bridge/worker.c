@@ -1,0 +1,358 @@
+/**
+ * @file worker.c  Worker threads: event loop, mixing clock, send batching
+ *
+ * Each worker owns an event_base, a timerfd mixing clock and whole
+ * conferences.  The control thread never touches a conference itself: it
+ * writes a pointer to a struct wcall into the worker's command pipe and
+ * waits on the call's semaphore, so everything under a conference is only
+ * ever used by one thread and the packet path takes no lock.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/timerfd.h>
+#include <event2/event.h>
+#include "bridge/bridge_int.h"
+
+struct wcall {
+	worker_call_h *fn;
+	void *arg;
+	sem_t done;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/** Account busy time; publish the load once per second */
+static void worker_busy(struct worker *w, uint64_t t0, uint64_t t1)
+{
+	uint64_t win;
+
+	w->st.busy_ns += t1 - t0;
+	win = t1 - w->st.window_start_ns;
+	if (win >= 1000000000u) {
+		atomic_store(&w->load_permille,
+			     (unsigned)(w->st.busy_ns * 1000 / win));
+		w->st.busy_ns = 0;
+		w->st.window_start_ns = t1;
+	}
+}
+
+static void cmd_cb(int fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct wcall *calls[16];
+	ssize_t n;
+	size_t i;
+	(void)what;
+
+	n = read(fd, calls, sizeof(calls));
+	if (n <= 0)
+		return;
+	for (i = 0; i < (size_t)n / sizeof(calls[0]); i++) {
+		calls[i]->fn(w, calls[i]->arg);
+		sem_post(&calls[i]->done);
+	}
+}
+
+/**
+ * Run fn(w, arg) on the worker's thread and wait for it.  Called from the
+ * control thread only; the semaphore orders memory both ways, so fn may
+ * read and write the caller's structures.
+ */
+int worker_call(struct worker *w, worker_call_h *fn, void *arg)
+{
+	struct wcall c, *cp = &c;
+	ssize_t n;
+
+	c.fn = fn;
+	c.arg = arg;
+	if (sem_init(&c.done, 0, 0))
+		return errno;
+	do {
+		n = write(w->cmd_pipe[1], &cp, sizeof(cp));
+	} while (n < 0 && errno == EINTR);
+	if (n != sizeof(cp)) {
+		sem_destroy(&c.done);
+		return EPIPE;
+	}
+	while (sem_wait(&c.done) && errno == EINTR)
+		;
+	sem_destroy(&c.done);
+	return 0;
+}
+
+/** Arm the timerfd for the earliest conference tick (absolute time) */
+void worker_arm(struct worker *w)
+{
+	struct itimerspec its;
+	uint64_t next = 0;
+	struct conf *c;
+
+	for (c = w->confs; c; c = c->next)
+		if (!next || c->next_tick_us < next)
+			next = c->next_tick_us;
+	memset(&its, 0, sizeof(its));
+	if (next) {
+		its.it_value.tv_sec = (time_t)(next / 1000000u);
+		its.it_value.tv_nsec = (long)(next % 1000000u) * 1000;
+	}
+	timerfd_settime(w->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/*
+ * The mixing clock.  Each conference keeps its own deadline on a fixed
+ * grid (start + k * ptime), so ticks never drift; a wake-up that comes
+ * late runs every tick that is due, with its grid time, instead of
+ * skipping any.  Only after a stall of more than a second (suspend, debug
+ * stop) does a conference jump to the present.
+ */
+static void tick_cb(int fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t exp, t0 = now_ns(), now;
+	struct conf *c;
+	ssize_t n;
+	(void)what;
+
+	n = read(fd, &exp, sizeof(exp));
+	(void)n;
+	now = t0 / 1000;
+	for (c = w->confs; c; c = c->next) {
+		uint64_t period = (uint64_t)c->ptime * 1000;
+
+		if (c->next_tick_us + 1000000u < now) {
+			c->next_tick_us = now;
+			w->st.resyncs++;
+		}
+		if (c->next_tick_us + period <= now)
+			w->st.late_ticks++;
+		while (c->next_tick_us <= now) {
+			w->cur_now_us = now;
+			conf_tick(c, c->next_tick_us);
+			c->next_tick_us += period;
+			w->st.ticks++;
+		}
+	}
+	worker_flush(w);
+	worker_arm(w);
+	worker_busy(w, t0, now_ns());
+}
+
+/** Queue a packet for sending; the worker flushes at the end of a pass */
+void worker_send(struct worker *w, int fd, struct pkt *k,
+		 const struct baddr *to)
+{
+	struct mmsghdr *m;
+	unsigned i;
+
+	if (w->nsend == WORKER_SEND_BATCH)
+		worker_flush(w);
+	i = w->nsend++;
+	m = &w->smsg[i];
+	w->siov[i].iov_base = pkt_data(k);
+	w->siov[i].iov_len = k->len;
+	memset(&m->msg_hdr, 0, sizeof(m->msg_hdr));
+	m->msg_hdr.msg_name = (void *)&to->ss;
+	m->msg_hdr.msg_namelen = to->len;
+	m->msg_hdr.msg_iov = &w->siov[i];
+	m->msg_hdr.msg_iovlen = 1;
+	w->spkt[i] = k;
+	w->sfd[i] = fd;
+}
+
+/** Send the queue: one sendmmsg per run of packets on the same socket */
+void worker_flush(struct worker *w)
+{
+	unsigned i = 0, j;
+
+	while (i < w->nsend) {
+		int r;
+
+		for (j = i + 1; j < w->nsend && w->sfd[j] == w->sfd[i]; j++)
+			;
+		r = sendmmsg(w->sfd[i], &w->smsg[i], j - i, MSG_DONTWAIT);
+		if (r < (int)(j - i))
+			w->st.gone.send_errors += (j - i) -
+				(unsigned)(r < 0 ? 0 : r);
+		i = j;
+	}
+	for (i = 0; i < w->nsend; i++)
+		pool_put(&w->pool, w->spkt[i]);
+	w->nsend = 0;
+}
+
+/**
+ * A leg's socket is readable: take a batch with recvmmsg into pool
+ * buffers and run each packet through the stages (leg.c).
+ */
+void leg_recv_cb(int fd, short what, void *arg)
+{
+	struct leg *l = arg;
+	struct worker *w = l->conf->w;
+	uint64_t t0 = now_ns();
+	unsigned rounds;
+	(void)what;
+
+	for (rounds = 0; rounds < 4; rounds++) {
+		unsigned i, nb = 0;
+		int n;
+
+		for (i = 0; i < WORKER_RECV_BATCH; i++) {
+			struct pkt *k = pool_get(&w->pool);
+
+			if (!k)
+				break;
+			w->rpkt[i] = k;
+			w->riov[i].iov_base = pkt_data(k);
+			/* keep the tailroom out of what recv may fill */
+			w->riov[i].iov_len = PKT_MTU;
+			memset(&w->rmsg[i].msg_hdr, 0,
+			       sizeof(w->rmsg[i].msg_hdr));
+			w->rmsg[i].msg_hdr.msg_name = &w->raddr[i];
+			w->rmsg[i].msg_hdr.msg_namelen =
+				sizeof(w->raddr[i]);
+			w->rmsg[i].msg_hdr.msg_iov = &w->riov[i];
+			w->rmsg[i].msg_hdr.msg_iovlen = 1;
+			nb++;
+		}
+		if (!nb) {
+			l->cnt.dropped_pool++;
+			break;
+		}
+		n = recvmmsg(fd, w->rmsg, nb, MSG_DONTWAIT, NULL);
+		for (i = 0; n > 0 && i < (unsigned)n; i++) {
+			struct baddr src;
+			struct pkt *k = w->rpkt[i];
+
+			memcpy(&src.ss, &w->raddr[i], sizeof(src.ss));
+			src.len = w->rmsg[i].msg_hdr.msg_namelen;
+			k->len = w->rmsg[i].msg_len;
+			if (w->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC)
+				l->cnt.malformed++;
+			else
+				leg_process(l, k, &src, t0 / 1000);
+		}
+		for (i = 0; i < nb; i++)
+			pool_put(&w->pool, w->rpkt[i]);
+		if (n < (int)nb)
+			break;
+	}
+	worker_flush(w);
+	worker_busy(w, t0, now_ns());
+}
+
+/** Put a conference on this worker's clock (worker thread) */
+void worker_conf_attach(struct worker *w, struct conf *c)
+{
+	c->w = w;
+	c->next = w->confs;
+	w->confs = c;
+	c->next_tick_us = bridge_now_us() + (uint64_t)c->ptime * 1000;
+	atomic_fetch_add(&w->nconfs, 1);
+	worker_arm(w);
+}
+
+/** Take a conference off this worker (worker thread) */
+void worker_conf_detach(struct worker *w, struct conf *c)
+{
+	struct conf **pp;
+
+	for (pp = &w->confs; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			atomic_fetch_sub(&w->nconfs, 1);
+			break;
+		}
+	}
+	c->next = NULL;
+	worker_arm(w);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	w->st.window_start_ns = now_ns();
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+/** Create the loop, clock, pipe and pool, then start the thread */
+int worker_start(struct worker *w, struct bridge *b, unsigned idx,
+		 size_t pool_bufs)
+{
+	int err;
+
+	w->idx = idx;
+	w->b = b;
+	w->tfd = -1;
+	w->cmd_pipe[0] = w->cmd_pipe[1] = -1;
+	err = pool_init(&w->pool, pool_bufs);
+	if (err)
+		return err;
+	w->base = event_base_new();
+	if (!w->base)
+		return ENOMEM;
+	if (pipe2(w->cmd_pipe, O_CLOEXEC))
+		return errno;
+	fcntl(w->cmd_pipe[0], F_SETFL, O_NONBLOCK);
+	w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (w->tfd < 0)
+		return errno;
+	w->cmd_ev = event_new(w->base, w->cmd_pipe[0], EV_READ | EV_PERSIST,
+			      cmd_cb, w);
+	w->tick_ev = event_new(w->base, w->tfd, EV_READ | EV_PERSIST,
+			       tick_cb, w);
+	if (!w->cmd_ev || !w->tick_ev)
+		return ENOMEM;
+	/* the clock runs first when both are ready */
+	event_priority_set(w->tick_ev, 0);
+	event_add(w->cmd_ev, NULL);
+	event_add(w->tick_ev, NULL);
+	err = pthread_create(&w->thr, NULL, worker_main, w);
+	if (err)
+		return err;
+	w->started = 1;
+	return 0;
+}
+
+static void stop_call(struct worker *w, void *arg)
+{
+	(void)arg;
+	event_base_loopbreak(w->base);
+}
+
+/** Stop the thread (its conferences must be freed already) and free */
+void worker_stop(struct worker *w)
+{
+	if (w->started) {
+		worker_call(w, stop_call, NULL);
+		pthread_join(w->thr, NULL);
+		w->started = 0;
+	}
+	if (w->cmd_ev)
+		event_free(w->cmd_ev);
+	if (w->tick_ev)
+		event_free(w->tick_ev);
+	w->cmd_ev = w->tick_ev = NULL;
+	if (w->base)
+		event_base_free(w->base);
+	w->base = NULL;
+	if (w->tfd >= 0)
+		close(w->tfd);
+	if (w->cmd_pipe[0] >= 0)
+		close(w->cmd_pipe[0]);
+	if (w->cmd_pipe[1] >= 0)
+		close(w->cmd_pipe[1]);
+	w->tfd = w->cmd_pipe[0] = w->cmd_pipe[1] = -1;
+	pool_fini(&w->pool);
+}

@@ -1,0 +1,109 @@
+/**
+ * @file kms.h  Key Management Server: NDS/IP link (client and listener)
+ *
+ * The NDS link is a mutually authenticated TLS 1.3 connection between a
+ * network node (bridge, transcoder, mailbox) and kmsd.  The node's
+ * certificate, issued by the operator's domain CA, names its identity and
+ * role; kmsd hands a node only the keys its role and identity allow.
+ * Wire format and roles: docs/nds.md.
+ *
+ * Functions returning int return 0 or an errno value.
+ */
+
+#ifndef KMS_H
+#define KMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define KMS_WUR __attribute__((warn_unused_result))
+#else
+#define KMS_WUR
+#endif
+
+/** Largest key the NDS link carries (leg key, call key) in bytes */
+#define KMS_NDS_KEY_MAX 64
+/** Largest identity / conference reference / call id, bytes, no NUL */
+#define KMS_NDS_ID_MAX 255
+/** Largest opaque blob (sealed statement, mailbox material) in bytes */
+#define KMS_NDS_BLOB_MAX 4096
+
+/* ------------------------------------------------------------------ */
+/* Client side (linked by the bridge, transcoder and mailbox nodes)    */
+/* ------------------------------------------------------------------ */
+
+struct kms_client;
+
+struct kms_client_cfg {
+	const char *host;      /**< KMS NDS address (name or literal)     */
+	uint16_t port;         /**< KMS NDS port                          */
+	const char *cert_file; /**< this node's certificate (PEM)         */
+	const char *key_file;  /**< its private key (PEM)                 */
+	const char *ca_file;   /**< operator domain CA (PEM)              */
+	unsigned timeout_ms;   /**< per request (connect+send+recv);
+				    0 = 5000                               */
+};
+
+int kms_client_alloc(struct kms_client **cp,
+		     const struct kms_client_cfg *cfg) KMS_WUR;
+struct kms_client *kms_client_free(struct kms_client *c);
+
+/*
+ * Blocking with timeout; reuses one TLS connection; reconnects with
+ * exponential backoff.  Returns 0; ECONNREFUSED / ETIMEDOUT / EHOSTUNREACH
+ * / ENOTCONN when the KMS cannot be reached (bridge answers 503); EACCES
+ * (not authorised), ENOENT (no such conference/leg), EPROTO/EBADMSG (bad
+ * response) when it refused or failed (bridge answers 502).  err gets a
+ * clear human message (never key material); err may be NULL.
+ *
+ * key: caller buffer; *key_len is its size on entry (>= KMS_NDS_KEY_MAX
+ * is always enough) and the key length on return.  generation: the leg
+ * key's generation (rekey counter), may be NULL.
+ */
+int kms_client_fetch_legkey(struct kms_client *c, const char *conf_ref,
+			    const char *participant, uint8_t *key,
+			    size_t *key_len, uint32_t *generation,
+			    char *err, size_t errsz) KMS_WUR;
+
+/* For a transcoder node: the media key K of call call_id (TR 7.4.3.4). */
+int kms_client_fetch_transcoder_key(struct kms_client *c,
+				    const char *call_id, uint8_t *key,
+				    size_t *key_len, uint32_t *generation,
+				    char *err, size_t errsz) KMS_WUR;
+
+/* Re-read cert/key/CA (SIGHUP); the next request uses a new connection. */
+int kms_client_reload(struct kms_client *c) KMS_WUR;
+
+/* ------------------------------------------------------------------ */
+/* Server side (kmsd)                                                  */
+/* ------------------------------------------------------------------ */
+
+struct event_base;
+struct kms_store;
+struct kms_nds_srv;
+
+struct kms_nds_cfg {
+	const char *cert_file; /**< kmsd's NDS server certificate (PEM)  */
+	const char *key_file;  /**< its private key                     */
+	const char *ca_file;   /**< operator domain CA: client certs     */
+	const char *audit_log; /**< append-only audit file; NULL = none  */
+	unsigned idle_timeout_ms;    /**< 0 = 30000                      */
+	unsigned request_timeout_ms; /**< partial request; 0 = 5000     */
+	unsigned max_conns;          /**< 0 = 1024                       */
+};
+
+/*
+ * Listen for NDS connections on addr:port (port 0 = any; see
+ * kms_nds_port).  The store is borrowed and must outlive the listener.
+ */
+int kms_nds_listen(struct event_base *base, struct kms_store *store,
+		   const char *addr, uint16_t port,
+		   const struct kms_nds_cfg *cfg,
+		   struct kms_nds_srv **srvp) KMS_WUR;
+struct kms_nds_srv *kms_nds_free(struct kms_nds_srv *srv);
+uint16_t kms_nds_port(const struct kms_nds_srv *srv);
+/* Re-read cert/key/CA (SIGHUP) for new connections; reopen audit log. */
+int kms_nds_reload(struct kms_nds_srv *srv) KMS_WUR;
+
+#endif

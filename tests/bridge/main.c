@@ -1,0 +1,15 @@
+/**
+ * @file main.c  test_bridge: every bridge unit test group
+ */
+
+#include "tests/bridge/tests.h"
+
+int main(void)
+{
+	int failed = 0;
+
+	failed += run_rtp_tests();
+	failed += run_cli_tests();
+	/* daemon tests: see daemon_test.c */
+	return failed ? 1 : 0;
+}
