@@ -255,11 +255,7 @@ int bench_http_parse_head(const char *buf, size_t len,
 	return 0;
 }
 
-/**
- * Decode a chunked body held completely in buf[0..len) in place.  Returns
- * EAGAIN if the final 0-size chunk has not arrived yet.
- */
-int bench_http_dechunk(char *buf, size_t len, size_t *outlen)
+static int dechunk_pass(char *buf, size_t len, size_t *outlen, int write)
 {
 	size_t in = 0, out = 0;
 
@@ -297,7 +293,8 @@ int bench_http_dechunk(char *buf, size_t len, size_t *outlen)
 			break;
 		if (len - in < sz + 2)
 			return EAGAIN;
-		memmove(buf + out, buf + in, sz);
+		if (write)
+			memmove(buf + out, buf + in, sz);
 		out += sz;
 		in += sz;
 		if (buf[in] != '\r' || buf[in + 1] != '\n')
@@ -306,6 +303,17 @@ int bench_http_dechunk(char *buf, size_t len, size_t *outlen)
 	}
 	*outlen = out;
 	return 0;
+}
+
+/**
+ * Decode a chunked body held in buf[0..len) in place.  Returns EAGAIN
+ * (buffer untouched) if the final 0-size chunk has not arrived yet.
+ */
+int bench_http_dechunk(char *buf, size_t len, size_t *outlen)
+{
+	int err = dechunk_pass(buf, len, outlen, 0);
+
+	return err ? err : dechunk_pass(buf, len, outlen, 1);
 }
 
 /* Match "name" followed by '{' or ' ' at the start of a line */

@@ -270,6 +270,8 @@ static void test_http_dechunk(void **state)
 	assert_int_equal(out, 10);
 	assert_memory_equal(b1, "Wikipedia ", 10);
 	assert_int_equal(bench_http_dechunk(b2, strlen(b2), &out), EAGAIN);
+	/* an incomplete body is left untouched for the next attempt */
+	assert_string_equal(b2, "4\r\nWiki\r\n6\r\npedi");
 	assert_int_equal(bench_http_dechunk(b3, strlen(b3), &out), EBADMSG);
 }
 
