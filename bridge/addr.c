@@ -130,6 +130,16 @@ int baddr_equal(const struct baddr *a, const struct baddr *b)
 	return 0;
 }
 
+/** Port in host order (0 for no address) */
+uint16_t baddr_port(const struct baddr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+	if (a->ss.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+	return 0;
+}
+
 /** Monotonic microseconds */
 uint64_t bridge_now_us(void)
 {

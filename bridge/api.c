@@ -13,11 +13,15 @@
 #include <string.h>
 #include <unistd.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include "bridge/bridge_int.h"
 #include "kms_nds/kms.h"
 
@@ -32,6 +36,14 @@ static const char *const dir_names[] = {
 const char *dir_name(enum leg_dir d)
 {
 	return d <= DIR_INACTIVE ? dir_names[d] : "?";
+}
+
+/** Codec names as the API spells them (lower case) */
+static const char *codec_api_name(enum mix_codec c)
+{
+	static const char *const names[] = {"opus", "pcmu", "pcma", "g722"};
+
+	return (unsigned)c < 4 ? names[c] : "?";
 }
 
 const char *mode_name(enum conf_mode m)
@@ -245,36 +257,39 @@ static int b64_val(char ch)
 	return -1;
 }
 
-/** Strict standard base64 (padding required) into out; EINVAL if bad */
+/**
+ * Standard base64 (RFC 4648 section 4) into out, as docs/keys.md spells
+ * inline keys: '=' padding optional but complete if present, unused low
+ * bits zero, nothing else.  EINVAL if malformed, ENOSPC if too long.
+ */
 static int b64_decode(const char *s, uint8_t *out, size_t cap, size_t *lenp)
 {
-	size_t n = strlen(s), i, o = 0;
+	size_t n = strlen(s), pad = 0, i, o = 0;
+	uint32_t acc = 0;
+	unsigned bits = 0;
 
-	if (n == 0 || n % 4)
-		return EINVAL;
-	for (i = 0; i < n; i += 4) {
-		int v[4], k, pad = 0;
-
-		for (k = 0; k < 4; k++) {
-			if (s[i + k] == '=' && i + 4 == n && k >= 2) {
-				v[k] = 0;
-				pad++;
-				continue;
-			}
-			if (pad)
-				return EINVAL;
-			v[k] = b64_val(s[i + k]);
-			if (v[k] < 0)
-				return EINVAL;
-		}
-		if (o + 3 - (size_t)pad > cap)
-			return ENOSPC;
-		out[o++] = (uint8_t)((v[0] << 2) | (v[1] >> 4));
-		if (pad < 2)
-			out[o++] = (uint8_t)((v[1] << 4) | (v[2] >> 2));
-		if (pad < 1)
-			out[o++] = (uint8_t)((v[2] << 6) | v[3]);
+	while (n > 0 && s[n - 1] == '=' && pad < 2) {
+		n--;
+		pad++;
 	}
+	if (n == 0 || n % 4 == 1 || (pad && (n + pad) % 4))
+		return EINVAL;
+	for (i = 0; i < n; i++) {
+		int v = b64_val(s[i]);
+
+		if (v < 0)
+			return EINVAL;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (o == cap)
+				return ENOSPC;
+			out[o++] = (uint8_t)(acc >> bits);
+		}
+	}
+	if (acc & ((1u << bits) - 1))
+		return EINVAL; /* unused bits must be zero */
 	*lenp = o;
 	return 0;
 }
@@ -501,7 +516,7 @@ static json_t *leg_json(const struct leg *l)
 		      "s:I, s:f, s:I, s:I, s:I}",
 		      "leg", l->id,
 		      "participant", l->par.participant,
-		      "codec", mix_codec_name(l->par.codec),
+		      "codec", codec_api_name(l->par.codec),
 		      "local", local,
 		      "remote", remote,
 		      "muted", l->muted,
@@ -818,7 +833,7 @@ static void h_conf_list(struct bridge *b, struct evhttp_request *req)
 
 	for (r = b->confs; r; r = r->next)
 		json_array_insert_new(a, 0, json_string(r->c->id));
-	reply_json(req, 200, json_pack("{s:o}", "conferences", a));
+	reply_json(req, 200, a);
 }
 
 /** Map a KMS client error to an HTTP status (502 refused, 503 down) */
@@ -843,10 +858,10 @@ static int parse_leg(json_t *j, struct conf *c, struct leg_params *par,
 {
 	const char *who = NULL, *codec = NULL, *remote = NULL, *dir = NULL;
 	long long rate = -1, ptime = -1, pt = -1, lvl = 0, te = -1;
+	json_t *jo;
 	int st;
 
 	memset(par, 0, sizeof(*par));
-	par->opus.complexity = -1;
 	par->te_pt = -1;
 	if ((st = get_str(j, "participant", &who, 1, err)) ||
 	    (st = get_str(j, "codec", &codec, 1, err)) ||
@@ -863,7 +878,8 @@ static int parse_leg(json_t *j, struct conf *c, struct leg_params *par,
 		return 400;
 	}
 	snprintf(par->participant, sizeof(par->participant), "%s", who);
-	if (baddr_parse(&par->remote, remote)) {
+	if (baddr_parse(&par->remote, remote) ||
+	    baddr_port(&par->remote) == 0) {
 		snprintf(err, ERRSZ, "'remote' must be IPv4:PORT or "
 			 "[IPv6]:PORT, got '%s'", remote);
 		return 400;
@@ -921,19 +937,14 @@ static int parse_leg(json_t *j, struct conf *c, struct leg_params *par,
 		snprintf(err, ERRSZ, "unsupported direction '%s'", dir);
 		return 422;
 	}
-	if ((st = parse_opus(json_object_get(j, "opus"), &par->opus, err)))
-		return st;
-	if (json_object_get(j, "opus") &&
-	    !json_is_null(json_object_get(j, "opus")) &&
-	    par->opus.complexity < 0) {
-		/* overrides given without complexity: start from the
-		 * conference's settings */
-		struct opus_opts o = c->opus;
-
-		st = parse_opus(json_object_get(j, "opus"), &o, err);
+	jo = json_object_get(j, "opus");
+	if (jo && !json_is_null(jo)) {
+		/* overrides start from the conference's settings */
+		par->opus = c->opus;
+		st = parse_opus(jo, &par->opus, err);
 		if (st)
 			return st;
-		par->opus = o;
+		par->opus_override = 1;
 	}
 	return parse_srtp(json_object_get(j, "srtp"), par, err);
 }
@@ -955,8 +966,8 @@ int bridge_kms_fetch(struct bridge *b, const char *conf_ref,
 		return ENOTCONN;
 	}
 	b->kms_fetches++;
-	e = kms_client_fetch_legkey(b->kms, conf_ref, participant, key,
-				    &klen, &gen, err, errsz);
+	e = kmslink_fetch(b, conf_ref, participant, key, &klen, &gen, err,
+			  errsz);
 	if (e) {
 		b->kms_failures++;
 		if (!err[0])
@@ -986,7 +997,7 @@ static void h_leg_add(struct bridge *b, struct evhttp_request *req,
 		      struct conf *c)
 {
 	struct leg_params *par;
-	char err[ERRSZ], kerr[ERRSZ] = "";
+	char err[ERRSZ], kerr[ERRSZ - 40] = "";
 	struct call_conf cc;
 	json_t *j;
 	int st = 0, e;
@@ -1054,7 +1065,7 @@ static void h_leg_add(struct bridge *b, struct evhttp_request *req,
 	bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s for %s on port "
 		   "%u (%s, %s)", c->id,
 		   json_string_value(json_object_get(cc.out, "leg")),
-		   par->participant, cc.port, mix_codec_name(par->codec),
+		   par->participant, cc.port, codec_api_name(par->codec),
 		   par->srtp ? keyleg_profile_name(par->profile) : "plain");
 	reply_json(req, 201, json_pack(
 		"{s:O, s:O, s:O}", "leg", json_object_get(cc.out, "leg"),
@@ -1073,7 +1084,7 @@ static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 			struct conf *c, const char *leg_id)
 {
 	struct leg_params *par;
-	char err[ERRSZ], kerr[ERRSZ] = "";
+	char err[ERRSZ], kerr[ERRSZ - 40] = "";
 	const char *dir = NULL;
 	struct call_conf cc;
 	int st = 0, rekey = 0, e;
@@ -1099,9 +1110,9 @@ static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 	    (st = get_str(j, "direction", &dir, 0, err)) ||
 	    (st = get_bool(j, "rekey", &rekey, NULL, err)))
 		goto out;
-	if (cc.has_gain && (cc.gain < -60 || cc.gain > 20)) {
+	if (cc.has_gain && (cc.gain < -40 || cc.gain > 20)) {
 		st = 422;
-		snprintf(err, ERRSZ, "gain_db must be -60..20");
+		snprintf(err, ERRSZ, "gain_db must be -40..20");
 		goto out;
 	}
 	if (dir) {
@@ -1397,6 +1408,50 @@ static void route(struct evhttp_request *req, void *arg)
 				       "method not allowed here"));
 }
 
+/**
+ * TLS for the control listener: a fresh server context from the
+ * configured certificate and key (start and SIGHUP).  The old context
+ * lives on in connections that still use it (OpenSSL counts references).
+ */
+int api_tls_load(struct bridge *b, char *err, size_t errsz)
+{
+	SSL_CTX *ctx;
+
+	if (!b->cfg.control_cert[0])
+		return 0;
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx)
+		return ENOMEM;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, b->cfg.control_cert) != 1
+	    || SSL_CTX_use_PrivateKey_file(ctx, b->cfg.control_key,
+					   SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errsz, "control TLS certificate %s / key %s: %s",
+			 b->cfg.control_cert, b->cfg.control_key,
+			 ERR_reason_error_string(ERR_peek_last_error()));
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return EINVAL;
+	}
+	if (b->tls)
+		SSL_CTX_free(b->tls);
+	b->tls = ctx;
+	return 0;
+}
+
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+	struct bridge *b = arg;
+	SSL *ssl = SSL_new(b->tls);
+
+	if (!ssl)
+		return NULL;
+	return bufferevent_openssl_socket_new(base, -1, ssl,
+					      BUFFEREVENT_SSL_ACCEPTING,
+					      BEV_OPT_CLOSE_ON_FREE);
+}
+
 /** Bind the control listener on the configured address */
 int api_init(struct bridge *b)
 {
@@ -1414,6 +1469,8 @@ int api_init(struct bridge *b)
 	evhttp_set_max_headers_size(b->http, 16 * 1024);
 	evhttp_set_timeout(b->http, 30);
 	evhttp_set_gencb(b->http, route, b);
+	if (b->tls)
+		evhttp_set_bevcb(b->http, tls_bev, b);
 	b->sock = evhttp_bind_socket_with_handle(b->http, h,
 						 b->cfg.control_port);
 	if (!b->sock)

@@ -15,8 +15,8 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/thread.h>
+#include <openssl/ssl.h>
 #include "bridge/bridge_int.h"
-#include "kms_nds/kms.h"
 
 /** Packet buffers per worker, made at start */
 #define POOL_BUFS 4096
@@ -137,6 +137,9 @@ int bridge_alloc(struct bridge **bp, const struct bridge_cfg *cfg,
 		e = ENOMEM;
 		goto out;
 	}
+	e = api_tls_load(b, err, errsz);
+	if (e)
+		goto out;
 	e = api_init(b);
 	if (e) {
 		snprintf(err, errsz, "control listener %s:%u: %s",
@@ -144,21 +147,9 @@ int bridge_alloc(struct bridge **bp, const struct bridge_cfg *cfg,
 		goto out;
 	}
 	if (cfg->kms_host[0]) {
-		struct kms_client_cfg kc;
-
-		memset(&kc, 0, sizeof(kc));
-		kc.host = b->cfg.kms_host;
-		kc.port = b->cfg.kms_port;
-		kc.cert_file = b->cfg.nds_cert;
-		kc.key_file = b->cfg.nds_key;
-		kc.ca_file = b->cfg.nds_ca;
-		kc.timeout_ms = b->cfg.kms_timeout_ms;
-		e = kms_client_alloc(&b->kms, &kc);
-		if (e) {
-			snprintf(err, errsz, "NDS client (--nds-cert/-key/-ca)"
-				 ": %s", strerror(e));
+		e = kmslink_open(b, err, errsz);
+		if (e)
 			goto out;
-		}
 	}
 	b->nworkers = cfg->workers;
 	if (!b->nworkers) {
@@ -185,8 +176,14 @@ int bridge_alloc(struct bridge **bp, const struct bridge_cfg *cfg,
 		e = ENOMEM;
 		goto out;
 	}
-	bridge_log(BRIDGE_LOG_INFO, "control on %s, RTP ports %u-%u, %u "
+	/* handlers in place before anyone can see the ready line */
+	signal(SIGPIPE, SIG_IGN);
+	event_add(b->sig_hup, NULL);
+	event_add(b->sig_term, NULL);
+	event_add(b->sig_int, NULL);
+	bridge_log(BRIDGE_LOG_INFO, "control on %s%s, RTP ports %u-%u, %u "
 		   "worker(s), KMS %s, SRTP %s on %s", b->control_addr,
+		   b->tls ? " (TLS)" : "",
 		   cfg->port_lo, cfg->port_hi, b->nworkers,
 		   b->kms ? b->cfg.kms_host : "none", keyleg_srtp_version(),
 		   keyleg_crypto_backend());
@@ -246,10 +243,6 @@ static void bridge_drain(struct bridge *b)
  */
 int bridge_run(struct bridge *b)
 {
-	signal(SIGPIPE, SIG_IGN);
-	event_add(b->sig_hup, NULL);
-	event_add(b->sig_term, NULL);
-	event_add(b->sig_int, NULL);
 	event_base_dispatch(b->base);
 	b->stopping = 1;
 	if (b->sock) {
@@ -274,7 +267,7 @@ int bridge_reload(struct bridge *b)
 	int e = 0, e2;
 
 	if (b->kms) {
-		e = kms_client_reload(b->kms);
+		e = kmslink_reload(b);
 		if (e)
 			bridge_log(BRIDGE_LOG_ERROR, "reload: NDS credentials: "
 				   "%s (keeping the old ones)", strerror(e));
@@ -286,6 +279,17 @@ int bridge_reload(struct bridge *b)
 	if (e2)
 		bridge_log(BRIDGE_LOG_ERROR, "reload: %s (keeping the old "
 			   "token)", err);
+	if (b->tls) {
+		int e3 = api_tls_load(b, err, sizeof(err));
+
+		if (e3)
+			bridge_log(BRIDGE_LOG_ERROR, "reload: %s (keeping the "
+				   "old one)", err);
+		else
+			bridge_log(BRIDGE_LOG_INFO, "reload: control TLS "
+				   "certificate re-read");
+		e2 = e2 ? e2 : e3;
+	}
 	return e ? e : e2;
 }
 
@@ -310,8 +314,9 @@ struct bridge *bridge_free(struct bridge *b)
 		event_free(b->sig_int);
 	if (b->http)
 		evhttp_free(b->http);
-	if (b->kms)
-		kms_client_free(b->kms);
+	if (b->tls)
+		SSL_CTX_free(b->tls);
+	kmslink_close(b);
 	if (b->base)
 		event_base_free(b->base);
 	ports_fini(&b->ports);

@@ -41,6 +41,8 @@ struct bridge_cfg {
 	unsigned max_legs_per_worker;       /**< overload limit (503)      */
 	unsigned max_load_permille;         /**< tick budget limit (503)   */
 	unsigned rtcp_interval_ms;          /**< RTCP report interval      */
+	char control_cert[BRIDGE_PATH_MAX]; /**< TLS for the control API   */
+	char control_key[BRIDGE_PATH_MAX];  /**< (--config only)           */
 };
 
 struct bridge;

@@ -49,6 +49,7 @@ struct rtp_rxstats {
 	uint32_t cycles, base_seq, received;
 	uint32_t expected_prior, received_prior;
 	int32_t transit;
+	int have_transit;
 	uint32_t jitter;         /**< RFC 3550 A.8 estimate, times 16     */
 };
 
@@ -81,7 +82,7 @@ size_t rtp_write_hdr(uint8_t *p, uint8_t pt, int marker, uint16_t seq,
 		     uint32_t ts, uint32_t ssrc);
 int rtp_event_parse(const uint8_t *pl, size_t len, struct rtp_event *ev);
 void rtp_rxstats_update(struct rtp_rxstats *s, uint32_t ssrc, uint16_t seq,
-			uint32_t ts, uint32_t arrival);
+			uint32_t ts, uint32_t arrival, int timing);
 uint32_t rtp_rxstats_ext_max(const struct rtp_rxstats *s);
 int64_t rtp_rxstats_lost(const struct rtp_rxstats *s);
 uint8_t rtp_rxstats_fraction(struct rtp_rxstats *s);
@@ -133,6 +134,7 @@ struct baddr {
 int baddr_parse(struct baddr *a, const char *str);
 int baddr_format(const struct baddr *a, char *buf, size_t sz);
 int baddr_equal(const struct baddr *a, const struct baddr *b);
+uint16_t baddr_port(const struct baddr *a);
 uint64_t bridge_now_us(void);
 
 /* ---- legs and conferences (conf.c, leg.c) ---- */
@@ -163,6 +165,7 @@ struct leg_params {
 	int level_ext;           /**< RFC 6464 id, 0 = none               */
 	int te_pt;               /**< RFC 4733 payload type, -1 = none    */
 	struct opus_opts opus;
+	int opus_override;       /**< opus set for this leg               */
 	int srtp;                /**< 0: plain RTP                         */
 	enum keyleg_profile profile;
 	struct keyleg_opts kopts;
@@ -325,6 +328,7 @@ const char *mode_name(enum conf_mode m);
 /* ---- the bridge (bridge.c) ---- */
 
 struct kms_client;
+struct ssl_ctx_st;
 struct evhttp;
 struct event;
 struct event_base;
@@ -339,6 +343,7 @@ struct bridge {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
+	struct ssl_ctx_st *tls;          /**< control listener TLS or NULL */
 	char token[256];
 	size_t token_len;
 	struct event *sig_hup, *sig_term, *sig_int;
@@ -357,11 +362,20 @@ struct bridge {
 };
 
 int api_init(struct bridge *b);
+int api_tls_load(struct bridge *b, char *err, size_t errsz);
 int bridge_kms_fetch(struct bridge *b, const char *conf_ref,
 		     const char *participant, enum keyleg_profile profile,
 		     struct keyleg_keysalt *rx, struct keyleg_keysalt *tx,
 		     uint64_t *generation, char *err, size_t errsz);
 struct worker *bridge_pick_worker(struct bridge *b);
+
+/* ---- kmslink.c: the NDS client ---- */
+int kmslink_open(struct bridge *b, char *err, size_t errsz);
+void kmslink_close(struct bridge *b);
+int kmslink_reload(struct bridge *b);
+int kmslink_fetch(struct bridge *b, const char *conf_ref,
+		  const char *participant, uint8_t *key, size_t *key_len,
+		  uint32_t *generation, char *err, size_t errsz);
 
 /* ---- metrics.c ---- */
 struct evbuffer;

@@ -6,7 +6,8 @@
  *         --nds-ca F] [--config FILE] [--log-level L] [--user NAME]
  *
  * The --config file is a JSON object with the same names (dashes or
- * underscores) plus a few tunables; the command line wins over it.
+ * underscores) plus a few tunables and the control listener's TLS
+ * certificate ("control-cert", "control-key"); the command line wins.
  */
 
 #include <arpa/inet.h>
@@ -286,6 +287,20 @@ int bridge_cfg_load_file(struct bridge_cfg *cfg, const char *path,
 			e = EINVAL;
 			break;
 		}
+		if (!strcmp(name, "control-cert") ||
+		    !strcmp(name, "control-key")) {
+			char *dst = !strcmp(name, "control-cert") ?
+				cfg->control_cert :
+				cfg->control_key;
+
+			if (!json_is_string(v) ||
+			    set_str(dst, BRIDGE_PATH_MAX, sv)) {
+				snprintf(err, errsz, "--config: bad '%s'", key);
+				e = EINVAL;
+				break;
+			}
+			continue;
+		}
 		if (!strcmp(name, "max-legs-per-worker") ||
 		    !strcmp(name, "max-load-permille") ||
 		    !strcmp(name, "rtcp-interval-ms") ||
@@ -383,7 +398,13 @@ int bridge_cfg_parse(struct bridge_cfg *cfg, int argc, char *const argv[],
 			 "--nds-ca");
 		return EINVAL;
 	}
-	if (!bridge_addr_is_loopback(cfg->control_host)) {
+	if (!cfg->control_cert[0] != !cfg->control_key[0]) {
+		snprintf(err, errsz, "--config: control-cert and control-key "
+			 "go together");
+		return EINVAL;
+	}
+	if (!bridge_addr_is_loopback(cfg->control_host) &&
+	    !cfg->control_cert[0]) {
 		snprintf(err, errsz, "--control %s is not a loopback address "
 			 "and TLS is not configured for the control "
 			 "listener: refused", cfg->control_host);

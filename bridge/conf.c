@@ -197,7 +197,7 @@ void leg_process(struct leg *l, struct pkt *k, const struct baddr *src,
 	size_t len = k->len;
 	struct rtp_hdr h;
 	uint8_t level = 0;
-	int voice = 0, have_level;
+	int voice = 0, have_level, is_event;
 
 	if (rtp_is_rtcp(p, len)) {
 		leg_rtcp_in(l, p, len, src, now_us);
@@ -220,9 +220,13 @@ void leg_process(struct leg *l, struct pkt *k, const struct baddr *src,
 	}
 	/* stage 3: symmetric RTP latch, only now that it verified */
 	leg_latch(l, src);
-	/* stage 4: account */
+	/* stage 4: account (events share the sequence, not the timing) */
 	l->cnt.packets_in++;
-	if (l->par.te_pt >= 0 && h.pt == (unsigned)l->par.te_pt) {
+	is_event = l->par.te_pt >= 0 && h.pt == (unsigned)l->par.te_pt;
+	rtp_rxstats_update(&l->rx, h.ssrc, h.seq, h.ts,
+			   (uint32_t)(now_us * l->clock / 1000000u),
+			   !is_event && h.pt == l->par.pt);
+	if (is_event) {
 		struct rtp_event ev;
 
 		if (rtp_event_parse(p + h.hdr_len, h.payload_len, &ev)) {
@@ -242,8 +246,6 @@ void leg_process(struct leg *l, struct pkt *k, const struct baddr *src,
 		l->cnt.malformed++;
 		return;
 	}
-	rtp_rxstats_update(&l->rx, h.ssrc, h.seq, h.ts,
-			   (uint32_t)(now_us * l->clock / 1000000u));
 	if (!leg_recvs(l))
 		return;
 	/* stage 5: hand the payload to the mixer */
@@ -341,7 +343,7 @@ static void leg_mix_cfg(const struct leg *l, struct mix_leg_cfg *mc)
 	mix_leg_cfg_default(mc, l->par.codec);
 	mc->rate = l->par.rate;
 	mc->ptime_ms = l->par.ptime;
-	if (l->par.opus.complexity >= 0) {
+	if (l->par.opus_override) {
 		mc->opus_override = true;
 		mc->opus.complexity = l->par.opus.complexity;
 		mc->opus.bitrate = l->par.opus.bitrate;

@@ -175,9 +175,11 @@ int rtp_event_parse(const uint8_t *pl, size_t len, struct rtp_event *ev)
  * authenticated) and interarrival jitter (A.8, kept scaled by 16).
  *
  * @param arrival  arrival time in units of the RTP clock
+ * @param timing   0 for packets whose timestamp is not a sampling instant
+ *                 (RFC 4733 events keep their start time): sequence only
  */
 void rtp_rxstats_update(struct rtp_rxstats *s, uint32_t ssrc, uint16_t seq,
-			uint32_t ts, uint32_t arrival)
+			uint32_t ts, uint32_t arrival, int timing)
 {
 	int32_t transit, d;
 	uint16_t udelta;
@@ -190,6 +192,7 @@ void rtp_rxstats_update(struct rtp_rxstats *s, uint32_t ssrc, uint16_t seq,
 		s->max_seq = seq;
 		s->received = 1;
 		s->transit = (int32_t)(arrival - ts);
+		s->have_transit = timing;
 		return;
 	}
 	udelta = (uint16_t)(seq - s->max_seq);
@@ -211,7 +214,14 @@ void rtp_rxstats_update(struct rtp_rxstats *s, uint32_t ssrc, uint16_t seq,
 	/* else: duplicate or reordered, counted below */
 	s->received++;
 
+	if (!timing)
+		return;
 	transit = (int32_t)(arrival - ts);
+	if (!s->have_transit) {
+		s->transit = transit;
+		s->have_transit = 1;
+		return;
+	}
 	d = transit - s->transit;
 	s->transit = transit;
 	if (d < 0)

@@ -191,8 +191,8 @@ void worker_flush(struct worker *w)
 }
 
 /**
- * A leg's socket is readable: take a batch with recvmmsg into pool
- * buffers and run each packet through the stages (leg.c).
+ * A leg's socket is readable: take a batch with recvmmsg and run each
+ * packet through the stages (conf.c).
  */
 void leg_recv_cb(int fd, short what, void *arg)
 {
@@ -202,33 +202,21 @@ void leg_recv_cb(int fd, short what, void *arg)
 	unsigned rounds;
 	(void)what;
 
+	/*
+	 * The receive buffers stay attached to the worker's mmsghdr array
+	 * (set up once in worker_start): every packet is done with before
+	 * the next recvmmsg, so receiving costs no pool operation at all.
+	 */
 	for (rounds = 0; rounds < 4; rounds++) {
-		unsigned i, nb = 0;
+		unsigned i;
 		int n;
 
 		for (i = 0; i < WORKER_RECV_BATCH; i++) {
-			struct pkt *k = pool_get(&w->pool);
-
-			if (!k)
-				break;
-			w->rpkt[i] = k;
-			w->riov[i].iov_base = pkt_data(k);
-			/* keep the tailroom out of what recv may fill */
-			w->riov[i].iov_len = PKT_MTU;
-			memset(&w->rmsg[i].msg_hdr, 0,
-			       sizeof(w->rmsg[i].msg_hdr));
-			w->rmsg[i].msg_hdr.msg_name = &w->raddr[i];
-			w->rmsg[i].msg_hdr.msg_namelen =
-				sizeof(w->raddr[i]);
-			w->rmsg[i].msg_hdr.msg_iov = &w->riov[i];
-			w->rmsg[i].msg_hdr.msg_iovlen = 1;
-			nb++;
+			w->rmsg[i].msg_hdr.msg_namelen = sizeof(w->raddr[i]);
+			w->rmsg[i].msg_hdr.msg_flags = 0;
 		}
-		if (!nb) {
-			l->cnt.dropped_pool++;
-			break;
-		}
-		n = recvmmsg(fd, w->rmsg, nb, MSG_DONTWAIT, NULL);
+		n = recvmmsg(fd, w->rmsg, WORKER_RECV_BATCH, MSG_DONTWAIT,
+			     NULL);
 		for (i = 0; n > 0 && i < (unsigned)n; i++) {
 			struct baddr src;
 			struct pkt *k = w->rpkt[i];
@@ -241,9 +229,7 @@ void leg_recv_cb(int fd, short what, void *arg)
 			else
 				leg_process(l, k, &src, t0 / 1000);
 		}
-		for (i = 0; i < nb; i++)
-			pool_put(&w->pool, w->rpkt[i]);
-		if (n < (int)nb)
+		if (n < WORKER_RECV_BATCH)
 			break;
 	}
 	worker_flush(w);
@@ -290,15 +276,29 @@ static void *worker_main(void *arg)
 int worker_start(struct worker *w, struct bridge *b, unsigned idx,
 		 size_t pool_bufs)
 {
+	unsigned i;
 	int err;
 
 	w->idx = idx;
 	w->b = b;
 	w->tfd = -1;
 	w->cmd_pipe[0] = w->cmd_pipe[1] = -1;
-	err = pool_init(&w->pool, pool_bufs);
+	err = pool_init(&w->pool, pool_bufs + WORKER_RECV_BATCH);
 	if (err)
 		return err;
+	for (i = 0; i < WORKER_RECV_BATCH; i++) {
+		w->rpkt[i] = pool_get(&w->pool);
+		w->riov[i].iov_base = pkt_data(w->rpkt[i]);
+		/* keep the tailroom out of what recv may fill */
+		w->riov[i].iov_len = PKT_MTU;
+		memset(&w->rmsg[i].msg_hdr, 0, sizeof(w->rmsg[i].msg_hdr));
+		w->rmsg[i].msg_hdr.msg_name = &w->raddr[i];
+		w->rmsg[i].msg_hdr.msg_iov = &w->riov[i];
+		w->rmsg[i].msg_hdr.msg_iovlen = 1;
+	}
+	/* the receive batch's buffers are not part of the published pool */
+	w->pool.n = w->pool.nfree;
+	w->pool.low = w->pool.nfree;
 	w->base = event_base_new();
 	if (!w->base)
 		return ENOMEM;

@@ -72,6 +72,30 @@ int kms_client_fetch_transcoder_key(struct kms_client *c,
 				    size_t *key_len, uint32_t *generation,
 				    char *err, size_t errsz) KMS_WUR;
 
+/* What a mailbox node gets for a deposit (TR 33.828 7.4.3.3) */
+struct kms_nds_mbx {
+	char for_a[KMS_NDS_BLOB_MAX + 1];  /**< Ea(Ra, K [, Ke2m]) base64url:
+						back to the caller          */
+	char ticket[KMS_NDS_BLOB_MAX + 1]; /**< kept beside the media; never
+						reveals K                   */
+	uint8_t ke2m[KMS_NDS_KEY_MAX];     /**< caller<->mailbox key       */
+	size_t ke2m_len;                   /**< 0 unless asked (fig. 19)   */
+	uint64_t retain_until;             /**< seconds since the epoch    */
+};
+
+/*
+ * For a mailbox node: deposit the caller's sealed statement (compact
+ * base64url form, as in the INVITE) for recipient.  Not retried after a
+ * lost answer (it creates state).  Errors as for the fetches.
+ */
+int kms_client_mailbox_deposit(struct kms_client *c, const char *caller,
+			       const char *recipient, const char *sealed,
+			       int want_ke2m, struct kms_nds_mbx *res,
+			       char *err, size_t errsz) KMS_WUR;
+
+/* Round trip without keys (reachability and certificate acceptance). */
+int kms_client_ping(struct kms_client *c, char *err, size_t errsz) KMS_WUR;
+
 /* Re-read cert/key/CA (SIGHUP); the next request uses a new connection. */
 int kms_client_reload(struct kms_client *c) KMS_WUR;
 

@@ -28,11 +28,12 @@
  */
 int mix_resampler_quality = 3;
 
-/* G.711 through lookup tables built from SpanDSP's reference functions:
- * the encoders ignore the low 2 (mu-law) or 3 (A-law) bits, so a table
- * indexed by the top 14 bits is exact. */
+/* G.711 through lookup tables built from SpanDSP's reference functions.
+ * A-law ignores the low 3 bits, so its table is indexed by the top 14;
+ * SpanDSP's mu-law rounds negative values on full 16-bit input, so its
+ * table covers every value (64 KiB). */
 static int16_t ulaw_dec[256], alaw_dec[256];
-static uint8_t ulaw_enc[16384], alaw_enc[16384];
+static uint8_t ulaw_enc[65536], alaw_enc[16384];
 static pthread_once_t g711_once = PTHREAD_ONCE_INIT;
 
 static void g711_build(void)
@@ -43,12 +44,10 @@ static void g711_build(void)
 		ulaw_dec[i] = ulaw_to_linear((uint8_t)i);
 		alaw_dec[i] = alaw_to_linear((uint8_t)i);
 	}
-	for (i = 0; i < 16384; i++) {
-		int16_t s = (int16_t)(uint16_t)(i << 2);
-
-		ulaw_enc[i] = linear_to_ulaw(s);
-		alaw_enc[i] = linear_to_alaw(s);
-	}
+	for (i = 0; i < 65536; i++)
+		ulaw_enc[i] = linear_to_ulaw((int16_t)(uint16_t)i);
+	for (i = 0; i < 16384; i++)
+		alaw_enc[i] = linear_to_alaw((int16_t)(uint16_t)(i << 2));
 }
 
 void mix_g711_tables(void)
@@ -388,7 +387,6 @@ void mix_enc_close(struct mix_enc *e)
 int mix_enc_encode(struct mix_enc *e, const int16_t *pcm, uint8_t *out,
 		   size_t cap, size_t *lenp)
 {
-	const uint8_t *tab;
 	const int16_t *src = pcm;
 	unsigned i, nc;
 	int n;
@@ -417,9 +415,14 @@ int mix_enc_encode(struct mix_enc *e, const int16_t *pcm, uint8_t *out,
 	}
 	if (cap < nc)
 		return EMSGSIZE;
-	tab = e->codec == MIX_CODEC_PCMU ? ulaw_enc : alaw_enc;
-	for (i = 0; i < nc; i++)
-		out[i] = tab[(uint16_t)src[i] >> 2];
+	if (e->codec == MIX_CODEC_PCMU) {
+		for (i = 0; i < nc; i++)
+			out[i] = ulaw_enc[(uint16_t)src[i]];
+	}
+	else {
+		for (i = 0; i < nc; i++)
+			out[i] = alaw_enc[(uint16_t)src[i] >> 2];
+	}
 	*lenp = nc;
 	return 0;
 }

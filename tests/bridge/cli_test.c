@@ -146,6 +146,24 @@ static void t_cli_config(void **state)
 	assert_int_equal(c.max_legs_per_worker, 7);
 	assert_int_equal(c.rtcp_interval_ms, 900);
 
+	/* TLS for the control listener lifts the loopback rule */
+	f = fopen(path, "w");
+	fprintf(f, "{\"control-cert\": \"/c.pem\", \"control_key\": "
+		"\"/k.pem\"}");
+	fclose(f);
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path,
+			       "--token-file", "t", "--rtp-ports", "1-2",
+			       "--control", "0.0.0.0:443", NULL), 0);
+	assert_string_equal(c.control_cert, "/c.pem");
+	assert_string_equal(c.control_key, "/k.pem");
+	f = fopen(path, "w");
+	fprintf(f, "{\"control-cert\": \"/c.pem\"}");
+	fclose(f);
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path,
+			       "--token-file", "t", "--rtp-ports", "1-2",
+			       NULL), EINVAL);
+	assert_non_null(strstr(err, "control-key"));
+
 	f = fopen(path, "w");
 	fprintf(f, "{\"nonsense\": 1}");
 	fclose(f);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include "tests/bridge/tests.h"
 #include "bridge/bridge_int.h"
 
@@ -182,21 +183,21 @@ static void t_rxstats_loss_wrap(void **state)
 	for (i = 0; i < 20; i++, seq++) {
 		if (i == 3 || i == 4)
 			continue;
-		rtp_rxstats_update(&s, 7, seq, i * 160, 1000 + i * 160);
+		rtp_rxstats_update(&s, 7, seq, i * 160, 1000 + i * 160, 1);
 	}
 	assert_int_equal(rtp_rxstats_ext_max(&s), 65536 + 13);
 	assert_int_equal(rtp_rxstats_lost(&s), 2);
 	assert_int_equal(rtp_rxstats_fraction(&s), (2 << 8) / 20);
 	/* nothing new lost: next interval's fraction is 0 */
-	rtp_rxstats_update(&s, 7, seq, 20 * 160, 1000 + 20 * 160);
+	rtp_rxstats_update(&s, 7, seq, 20 * 160, 1000 + 20 * 160, 1);
 	assert_int_equal(rtp_rxstats_fraction(&s), 0);
 	/* perfectly paced arrivals: no jitter */
 	assert_int_equal(s.jitter, 0);
 	/* a duplicate does not count as recovered loss */
-	rtp_rxstats_update(&s, 7, seq, 20 * 160, 1000 + 20 * 160);
+	rtp_rxstats_update(&s, 7, seq, 20 * 160, 1000 + 20 * 160, 1);
 	assert_int_equal(rtp_rxstats_lost(&s), 1);
 	/* a new SSRC restarts the statistics */
-	rtp_rxstats_update(&s, 8, 100, 0, 0);
+	rtp_rxstats_update(&s, 8, 100, 0, 0, 1);
 	assert_int_equal(rtp_rxstats_lost(&s), 0);
 	assert_int_equal(s.ssrc, 8);
 }
@@ -215,7 +216,7 @@ static void t_rxstats_jitter(void **state)
 		uint32_t arr = (uint32_t)(i * 160 + (i & 1) * 40);
 
 		rtp_rxstats_update(&s, 1, (uint16_t)i, (uint32_t)(i * 160),
-				   arr);
+				   arr, 1);
 		t = (int32_t)(arr - (uint32_t)(i * 160));
 		if (i > 0) {
 			int32_t d = t - prev;
@@ -225,6 +226,10 @@ static void t_rxstats_jitter(void **state)
 			j += (uint32_t)d - ((j + 8) >> 4);
 		}
 		prev = t;
+		/* an event packet in between counts but has no timing */
+		if (i == 25)
+			rtp_rxstats_update(&s, 1, (uint16_t)++i,
+					   0x12345678, arr + 7, 0);
 	}
 	assert_int_equal(s.jitter, j);
 	assert_true((s.jitter >> 4) > 30 && (s.jitter >> 4) <= 40);
@@ -334,6 +339,43 @@ static void t_addr(void **state)
 	assert_int_equal(baddr_parse(&a, "1.2.3.4:"), EINVAL);
 }
 
+static void t_ports(void **state)
+{
+	struct baddr remote, local, r6;
+	uint16_t port, p1, p2;
+	struct ports p;
+	int fd1, fd2, fd3, e;
+	char s[80];
+	(void)state;
+
+	/* a free 2-port range: find one by binding nothing, take 39871.. */
+	assert_int_equal(ports_init(&p, 39871, 39872), 0);
+	assert_int_equal(baddr_parse(&remote, "127.0.0.1:9"), 0);
+	assert_int_equal(ports_open(&p, &remote, &fd1, &local, &p1), 0);
+	assert_int_equal(baddr_format(&local, s, sizeof(s)), 0);
+	assert_non_null(strstr(s, "127.0.0.1:"));
+	assert_int_equal(ports_open(&p, &remote, &fd2, &local, &p2), 0);
+	assert_int_not_equal(p1, p2);
+	assert_true(p1 >= 39871 && p1 <= 39872);
+	e = ports_open(&p, &remote, &fd3, &local, &port);
+	assert_int_equal(e, EADDRNOTAVAIL);
+	/* a released port is handed out again */
+	close(fd1);
+	ports_release(&p, p1);
+	assert_int_equal(ports_open(&p, &remote, &fd1, &local, &port), 0);
+	assert_int_equal(port, p1);
+	close(fd1);
+	close(fd2);
+	ports_release(&p, p1);
+	ports_release(&p, p2);
+	/* IPv6 remote: an IPv6 leg on ::1 */
+	assert_int_equal(baddr_parse(&r6, "[::1]:9"), 0);
+	assert_int_equal(ports_open(&p, &r6, &fd1, &local, &port), 0);
+	assert_int_equal(local.ss.ss_family, AF_INET6);
+	close(fd1);
+	ports_fini(&p);
+}
+
 int run_rtp_tests(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -348,6 +390,7 @@ int run_rtp_tests(void)
 		cmocka_unit_test(t_rtcp_roundtrip),
 		cmocka_unit_test(t_pool),
 		cmocka_unit_test(t_addr),
+		cmocka_unit_test(t_ports),
 	};
 
 	return cmocka_run_group_tests_name("bridge_rtp", tests, NULL, NULL);

@@ -124,6 +124,7 @@ static void t_derive_example(void **state)
 {
 	struct keyleg_keysalt rx, tx, prx, ptx;
 	uint8_t leg[32], exp[30];
+	char b64[64];
 	size_t i;
 
 	(void)state;
@@ -141,6 +142,10 @@ static void t_derive_example(void **state)
 	tkl_hex("ea74188f1b2312f95f720adb5a608dc5"
 		"e94baee4a49875255c13ecec30f7", exp, sizeof(exp));
 	assert_memory_equal(tx.b, exp, 30);  /* bridge-to-participant */
+	assert_int_equal(keyleg_inline_encode(&rx, b64, sizeof(b64)), 0);
+	assert_string_equal(b64, "oDcB1VizyXHEFFvyGERCOmdrTF+P1FahySp9efIc");
+	assert_int_equal(keyleg_inline_encode(&tx, b64, sizeof(b64)), 0);
+	assert_string_equal(b64, "6nQYjxsjEvlfcgrbWmCNxelLruSkmHUlXBPs7DD3");
 
 	/* the participant derives the same keys, crossed */
 	assert_int_equal(keyleg_derive(leg, sizeof(leg),

@@ -1,6 +1,7 @@
 /** @file packets.c  Packet path: wrap, replay, tampering, malformed input */
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -482,6 +483,40 @@ static void t_two_ssrc(void **state)
 	keyleg_free(br);
 }
 
+/* Legs on different threads share nothing but libsrtp2's crypto kernel */
+static void *thread_main(void *arg)
+{
+	enum keyleg_profile p = (enum keyleg_profile)(uintptr_t)arg;
+	struct keyleg *pa, *br;
+	uint16_t s;
+	uintptr_t bad = 0;
+
+	if (keyleg_init())
+		return (void *)1;
+	pair(p, &pa, &br, NULL);
+	for (s = 0; s < 2000; s++)
+		bad += send1(pa, br, s, 5, (uint8_t)s) != KEYLEG_OK;
+	keyleg_free(pa);
+	keyleg_free(br);
+	return (void *)bad;
+}
+
+static void t_threads(void **state)
+{
+	pthread_t th[KEYLEG_PROFILE_COUNT];
+	void *ret;
+	int i;
+
+	(void)state;
+	for (i = 0; i < KEYLEG_PROFILE_COUNT; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, thread_main,
+						(void *)(uintptr_t)i), 0);
+	for (i = 0; i < KEYLEG_PROFILE_COUNT; i++) {
+		assert_int_equal(pthread_join(th[i], &ret), 0);
+		assert_null(ret);
+	}
+}
+
 static void t_alloc_args(void **state)
 {
 	struct keyleg_keysalt ks, k2;
@@ -538,6 +573,7 @@ int tkl_run_packets(void)
 		cmocka_unit_test(t_malformed),
 		cmocka_unit_test(t_enc_ext),
 		cmocka_unit_test(t_two_ssrc),
+		cmocka_unit_test(t_threads),
 		cmocka_unit_test(t_alloc_args),
 	};
 

@@ -6,8 +6,10 @@ int main(void)
 {
 	int failed = 0;
 
+	failed += tmix_run_unit();
 	failed += tmix_run_tone();
 	failed += tmix_run_shared();
 	failed += tmix_run_net();
+	failed += tmix_run_transcode();
 	return failed ? 1 : 0;
 }

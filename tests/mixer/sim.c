@@ -122,6 +122,12 @@ static void gen(struct party *p, int16_t *x, unsigned n)
 		double t = (double)(p->nsent + i) / p->arate;
 		double v = p->on ? p->amp * sin(2 * M_PI * p->freq * t) : 0;
 
+		if (p->noise) {
+			p->nstate = p->nstate * 1664525u + 1013904223u;
+			v = p->on ? p->amp * ((double)(p->nstate >> 8) /
+					      8388608.0 - 1.0) : 0;
+		}
+
 		x[i] = (int16_t)lrint(v * 32767.0);
 	}
 	p->nsent += n;

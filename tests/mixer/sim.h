@@ -38,6 +38,8 @@ struct party {
 	/* signal */
 	double freq, amp;        /* amp in full-scale units (1.0)      */
 	bool on;                 /* sending tone (else silence)        */
+	bool noise;              /* white noise instead of the tone    */
+	uint32_t nstate;
 	bool send_levels;        /* add RFC 6464 levels                */
 	bool silent_payload;     /* reuse a pre-encoded silent payload */
 	uint64_t nsent;          /* samples generated (arate)          */

@@ -8,5 +8,7 @@
 int tmix_run_tone(void);
 int tmix_run_shared(void);
 int tmix_run_net(void);
+int tmix_run_transcode(void);
+int tmix_run_unit(void);
 
 #endif

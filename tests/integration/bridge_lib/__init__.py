@@ -1,0 +1,1 @@
+"""Helpers for the bridge integration tests (not run as tests)."""
