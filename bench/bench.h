@@ -44,7 +44,7 @@ struct bench_bnode {
 	const char *s;     /**< BENCH_BSTR */
 	size_t slen;
 	int64_t i;         /**< BENCH_BINT */
-	int n;             /**< LIST/DICT: number of children (dict: 2/entry) */
+	int n;             /**< LIST/DICT: children (dict: 2 per entry) */
 	int next;          /**< index of the node after this subtree */
 };
 

@@ -1,4 +1,4 @@
-/** @file loadgen_engine.c  The generator's loop: paced sends, receive checks */
+/** @file loadgen_engine.c  The generator loop: paced sends, receive checks */
 
 #include <errno.h>
 #include <fcntl.h>

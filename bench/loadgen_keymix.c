@@ -1,4 +1,4 @@
-/** @file loadgen_keymix.c  Conferences and legs through bridged's control API */
+/** @file loadgen_keymix.c  Conferences and legs via the control API */
 
 #include <errno.h>
 #include <stdio.h>
@@ -108,14 +108,18 @@ int lg_setup_keymix(struct lg *g, const char *control, const char *token)
 		json_t *body;
 
 		conf_id(id, sizeof(id), c);
-		body = json_pack("{s:s, s:s, s:i, s:i, s:i, s:{s:i}}",
+		body = json_pack("{s:s, s:s, s:i, s:i, s:i}",
 				 "id", id,
-				 "mode", g->sc->transcode ? "transcode" : "mix",
+				 "mode",
+				 g->sc->transcode ? "transcode" : "mix",
 				 "rate", g->sc->codec_a == LG_PCMU &&
 				 !g->sc->transcode ? 8000 : 48000,
 				 "ptime", LG_PTIME_MS,
-				 "max_talkers", 3,
-				 "opus", "complexity", g->complexity);
+				 "max_talkers", 3);
+		/* complexity < 0: the bridge's default */
+		if (body && g->complexity >= 0)
+			json_object_set_new(body, "opus", json_pack(
+				"{s:i}", "complexity", g->complexity));
 		err = post(g, &h, "/v1/conferences", token, body, 201, NULL);
 		if (err)
 			goto out;

@@ -1,4 +1,4 @@
-/** @file loadgen_main.c  build/bin/loadgen: drive a bridge and report one row */
+/** @file loadgen_main.c  build/bin/loadgen: drive a system, report a row */
 
 #include <errno.h>
 #include <getopt.h>
@@ -43,7 +43,7 @@ static void usage(void)
 	fprintf(stderr,
 "usage: loadgen --target keymix|janus|rtpengine|reflector --control A:P\n"
 "               --scenario NAME --legs N [--pid PID] [--token-file F]\n"
-"               [--srtp 0|1] [--complexity N] [--warmup S] [--duration S]\n"
+"               [--srtp 0|1] [--complexity N|-1] [--warmup S] [--duration S]\n"
 "               [--json FILE] [--speech WAV] [--sample-every N]\n"
 "               [--monitors N]\n"
 "       loadgen --reflector --control 127.0.0.1:0 --token-file F\n"
@@ -286,8 +286,8 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 	json_object_set_new(j, "srtp", json_boolean(g->srtp));
 	json_object_set_new(j, "opus_complexity",
 			    g->target == LG_JANUS ? json_integer(4) :
-			    g->target == LG_RTPENGINE ? json_null() :
-			    json_integer(g->complexity));
+			    g->target == LG_RTPENGINE || g->complexity < 0 ?
+			    json_null() : json_integer(g->complexity));
 	json_object_set_new(j, "legs", json_integer(g->n_legs));
 	json_object_set_new(j, "cpu_per_leg_second", have_cpu ?
 			    json_real(round(cr.cpu_per_leg_second * 1e7) /
@@ -342,6 +342,14 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 		!setup_err && checked > 0 && !auth && !ssrcb &&
 		audio_ok == monitored));
 	json_object_set_new(j, "checks", chk);
+	{
+		double lt;
+
+		if (e->met1 && !bench_prom_sum(e->met1,
+				"keymix_bridge_worker_late_ticks_total", &lt))
+			json_object_set_new(j, "late_ticks",
+					    json_integer((json_int_t)lt));
+	}
 	if (setup_err)
 		json_object_set_new(j, "error", json_string(setup_err));
 	else if (g->err[0])
@@ -522,11 +530,13 @@ int main(int argc, char **argv)
 		break;
 	}
 	if (o.json) {
-		if (json_dump_file(row, o.json, JSON_INDENT(1)))
+		if (json_dump_file(row, o.json, JSON_INDENT(1) |
+				   JSON_REAL_PRECISION(7)))
 			fprintf(stderr, "loadgen: cannot write %s\n", o.json);
 	}
 	{
-		char *s = json_dumps(row, JSON_COMPACT);
+		char *s = json_dumps(row, JSON_COMPACT |
+				     JSON_REAL_PRECISION(7));
 
 		if (s)
 			printf("%s\n", s);

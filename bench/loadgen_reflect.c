@@ -444,12 +444,14 @@ static void handle(struct evhttp_request *req, void *arg)
 
 			if (!b || make_leg(r, cf, b, &l, &why)) {
 				json_decref(b);
-				reply(req, 400, err_json(b ? why : "bad json"));
+				reply(req, 400,
+				      err_json(b ? why : "bad json"));
 				return;
 			}
 			json_decref(b);
 			cf->legs[cf->n++] = l;
-			snprintf(local, sizeof(local), "127.0.0.1:%u", l->port);
+			snprintf(local, sizeof(local), "127.0.0.1:%u",
+				 l->port);
 			reply(req, 201, json_pack("{s:s, s:s, s:I}", "leg",
 						  l->id, "local", local,
 						  "ssrc",

@@ -122,7 +122,8 @@ double bench_hist_quantile_ms(const struct bench_hist *h, double q)
 		if (acc >= rank) {
 			double edge = (double)(i + 1) * 0.1;
 
-			if (i == BENCH_HIST_BINS - 1 || edge > h->max_us / 1000)
+			if (i == BENCH_HIST_BINS - 1 ||
+			    edge > h->max_us / 1000)
 				edge = h->max_us / 1000;
 			return edge;
 		}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # janus.sh  Start/stop Janus AudioBridge for the bench, on 127.0.0.1 only.
 #
-#   bash bench/peers/janus.sh start DIR   -> prints "ready control=127.0.0.1:PORT pid=PID"
+#   [BENCH_CPU=N] bash bench/peers/janus.sh start DIR   -> prints "ready control=127.0.0.1:PORT pid=PID"
 #   bash bench/peers/janus.sh stop DIR    -> stops the PID it started
 #
 # Installs Debian's janus with apt-get on demand.  Runs from a private
@@ -24,8 +24,6 @@ install_janus() {
 	apt-get install -y -q --no-install-recommends janus >&2 || {
 		apt-get update -q >&2 && \
 		apt-get install -y -q --no-install-recommends janus >&2; }
-	# the package's own service is not ours to run
-	if [ -f /run/janus.pid ]; then :; fi
 }
 
 free_port() {
@@ -98,7 +96,9 @@ general: {
 	events = false
 }
 CFG
-	janus -F "$dir/etc" -C "$dir/etc/janus.jcfg" -i 127.0.0.1 \
+	local pin=()
+	[ -n "${BENCH_CPU:-}" ] && pin=(taskset -c "$BENCH_CPU")
+	"${pin[@]}" janus -F "$dir/etc" -C "$dir/etc/janus.jcfg" -i 127.0.0.1 \
 		-L "$dir/run/janus.log" -N -o -p "$dir/run/janus.pid" \
 		>/dev/null 2>&1 &
 	local pid=$!

@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+"""report.py  Merge the bench rows into latest.json, latest.md and a plot.
+
+    report.py MODE OUTDIR MACHINE COMMIT PINNING ROW.json...
+
+Each ROW.json is one loadgen result (plus what run.sh added: "method",
+"search").  Writes OUTDIR/latest.json (the format of issue 6),
+OUTDIR/latest.md (table with Keymix/peer ratios) and OUTDIR/plot.dat +
+OUTDIR/plot.gp for gnuplot (run.sh renders latest.png if gnuplot runs).
+"""
+import json
+import os
+import sys
+
+KEYS = ["name", "system", "srtp", "opus_complexity", "legs",
+        "cpu_per_leg_second", "legs_per_core", "calls_per_core", "method",
+        "tick_lateness_p99_ms", "loss_pct", "added_latency_ms",
+        "generator_overloaded"]
+
+# The comparisons of issue 6: (peer row, keymix rows to compare, metric)
+COMPARE = [
+    (("janus", "opus10_2talk"), "legs_per_core", 4),
+    (("janus", "g711_10"), "legs_per_core", None),
+    (("rtpengine", "transcode_opus_pcmu"), "calls_per_core", None),
+    (("rtpengine", "relay_srtp"), "calls_per_core", None),
+]
+
+
+def load(paths):
+    rows = []
+    for p in paths:
+        try:
+            with open(p) as f:
+                rows.append(json.load(f))
+        except (OSError, ValueError) as e:
+            print("report.py: skipping %s: %s" % (p, e), file=sys.stderr)
+    return rows
+
+
+def ordered(r):
+    out = {k: r.get(k) for k in KEYS}
+    for k, v in r.items():
+        if k not in out:
+            out[k] = v
+    return out
+
+
+def fmt(v, nd=1):
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if abs(v) < 0.01 and v != 0:
+            return "%.2g" % v
+        return ("%." + str(nd) + "f") % v
+    return str(v)
+
+
+def label(r):
+    s = "%s %s" % (r["system"], r["name"])
+    bits = ["SRTP" if r.get("srtp") else "no SRTP"]
+    if r.get("opus_complexity") is not None and "g711" not in r["name"] \
+            and r["name"] != "relay_srtp":
+        bits.append("c%d" % r["opus_complexity"])
+    return "%s (%s)" % (s, ", ".join(bits))
+
+
+def main():
+    mode, outdir, machine, commit, pinning = sys.argv[1:6]
+    rows = [ordered(r) for r in load(sys.argv[6:])]
+    doc = {"machine": machine, "commit": commit, "mode": mode,
+           "pinning": pinning, "scenarios": rows}
+    with open(os.path.join(outdir, "latest.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+    md = []
+    md.append("# Keymix throughput bench (%s)\n" % mode)
+    md.append("- machine: %s" % machine)
+    md.append("- commit: %s" % commit)
+    md.append("- pinning: %s" % pinning)
+    md.append("- command: `make %s` (`bash bench/run.sh %s`)\n" %
+              ("bench" if mode == "full" else "bench-quick", mode))
+    md.append("| system | scenario | SRTP | cx | legs | CPU s/leg-s | "
+              "legs/core | calls/core | method | late p99 ms | loss % | "
+              "added ms | gen. overl. | checks |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        chk = r.get("checks") or {}
+        md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                  " %s | %s | %s |" % (
+                      r["system"], r["name"], fmt(r["srtp"]),
+                      fmt(r["opus_complexity"]), fmt(r["legs"]),
+                      fmt(r["cpu_per_leg_second"], 5),
+                      fmt(r["legs_per_core"], 0),
+                      fmt(r["calls_per_core"], 0), fmt(r["method"]),
+                      fmt(r["tick_lateness_p99_ms"]), fmt(r["loss_pct"], 2),
+                      fmt(r["added_latency_ms"]),
+                      fmt(r["generator_overloaded"]),
+                      "ok" if chk.get("ok") else
+                      ("FAIL " + r.get("error", "")).strip()))
+    md.append("")
+    md.append("## Keymix / peer\n")
+    md.append("| comparison | Keymix row | Keymix | peer | ratio |")
+    md.append("|---|---|---|---|---|")
+    for (psys, pname), metric, cx in COMPARE:
+        peer = [r for r in rows if r["system"] == psys and
+                r["name"] == pname]
+        if not peer:
+            md.append("| %s %s | - | - | not run | - |" % (psys, pname))
+            continue
+        p = peer[0]
+        ours = [r for r in rows if r["system"] == "keymix" and
+                r["name"] == pname and
+                (cx is None or r.get("opus_complexity") == cx)]
+        if not ours:
+            md.append("| %s %s | - | - | %s | - |" %
+                      (psys, pname, fmt(p.get(metric), 0)))
+        for k in ours:
+            ratio = None
+            if k.get(metric) and p.get(metric):
+                ratio = k[metric] / p[metric]
+            md.append("| %s %s (%s) | %s | %s | %s | %s |" % (
+                psys, pname, metric.replace("_", " "), label(k),
+                fmt(k.get(metric), 0), fmt(p.get(metric), 0),
+                ("%.2fx" % ratio) if ratio else "-"))
+    md.append("")
+    md.append("Janus AudioBridge has no SRTP for plain-RTP participants "
+              "and encodes Opus at complexity 4 (fixed in 1.1.2): its rows "
+              "are compared with Keymix at complexity 4, with and without "
+              "SRTP. rtpengine runs userspace only (--table=-1); in "
+              "relay_srtp its B leg uses AES_CM_128_HMAC_SHA1_32 so that "
+              "rtpengine decrypts and re-encrypts instead of passing the "
+              "SDES key through.")
+    md.append("")
+    notes = [r for r in rows if r.get("error") or r.get("note") or
+             r.get("generator_overloaded")]
+    if notes:
+        md.append("## Notes\n")
+        for r in notes:
+            md.append("- %s: %s%s" % (
+                label(r), r.get("error") or r.get("note") or "",
+                " (generator overloaded: not trusted)"
+                if r.get("generator_overloaded") else ""))
+        md.append("")
+    md.append("![legs per core](latest.png)\n")
+    with open(os.path.join(outdir, "latest.md"), "w") as f:
+        f.write("\n".join(md))
+
+    with open(os.path.join(outdir, "plot.dat"), "w") as f:
+        for r in rows:
+            v = r.get("legs_per_core")
+            f.write('"%s" %s\n' % (label(r).replace('"', "'"),
+                                   v if v is not None else 0))
+    with open(os.path.join(outdir, "plot.gp"), "w") as f:
+        f.write("""set terminal pngcairo size 1200,700 noenhanced
+set output '%s'
+set title 'Legs per core (%s, %s)'
+set style data histograms
+set style fill solid 0.8 border -1
+set boxwidth 0.8
+set xtics rotate by -40 scale 0 font ',8'
+set ylabel 'legs per core (log)'
+set logscale y
+set grid ytics
+set key off
+plot '%s' using 2:xtic(1) linecolor rgb '#3a6ea5'
+""" % (os.path.join(outdir, "latest.png"), mode, commit,
+       os.path.join(outdir, "plot.dat")))
+
+
+if __name__ == "__main__":
+    main()
