@@ -241,6 +241,21 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 		}
 	}
 	loss_out = bench_loss_pct(exp_out, got_out);
+	if (getenv("LOADGEN_DEBUG")) {
+		for (i = 0; i < g->n_legs; i++) {
+			struct lg_rx *rx = &g->legs[i].rx;
+
+			if (rx->auth_fail || rx->ssrc_bad || !rx->pkts)
+				fprintf(stderr, "leg %u (conf %u idx %u): "
+					"pkts %llu checked %llu auth %llu "
+					"ssrc %llu\n", i, g->legs[i].conf,
+					g->legs[i].idx,
+					(unsigned long long)rx->pkts,
+					(unsigned long long)rx->checked,
+					(unsigned long long)rx->auth_fail,
+					(unsigned long long)rx->ssrc_bad);
+		}
+	}
 	/* generator -> system: the bridge's own count, when it has one */
 	if (e->met1) {
 		double b;

@@ -151,21 +151,24 @@ def main():
     with open(os.path.join(outdir, "plot.dat"), "w") as f:
         for r in rows:
             v = r.get("legs_per_core")
-            f.write('"%s" %s\n' % (label(r).replace('"', "'"),
-                                   v if v is not None else 0))
+            color = {"keymix": 0x3a6ea5, "janus": 0xd9822b,
+                     "rtpengine": 0x5a9e4b}.get(r["system"], 0x888888)
+            f.write('"%s" %s %d\n' % (label(r).replace('"', "'"),
+                                      v if v is not None else 0, color))
     with open(os.path.join(outdir, "plot.gp"), "w") as f:
         f.write("""set terminal pngcairo size 1200,700 noenhanced
 set output '%s'
 set title 'Legs per core (%s, %s)'
-set style data histograms
 set style fill solid 0.8 border -1
-set boxwidth 0.8
+set boxwidth 0.7
+set xrange [-0.6:*]
 set xtics rotate by -40 scale 0 font ',8'
 set ylabel 'legs per core (log)'
 set logscale y
 set grid ytics
 set key off
-plot '%s' using 2:xtic(1) linecolor rgb '#3a6ea5'
+plot '%s' using 0:($2 > 0 ? $2 : 1/0):3:xtic(1) with boxes \
+     linecolor rgb variable
 """ % (os.path.join(outdir, "latest.png"), mode, commit,
        os.path.join(outdir, "plot.dat")))
 
