@@ -19,6 +19,7 @@
 
 #define BATCH 64
 #define SLOT_NS 1000000LL
+#define REBASE_NS 300000000LL
 
 /** Cryptographically random bytes (keys, SSRCs) */
 void lg_random(void *p, size_t n)
@@ -294,6 +295,16 @@ static void rx_packet(struct loop *lp, struct lg_leg *l, uint8_t *buf,
 	}
 	offset = (now - rx->first_ns) -
 		 (int64_t)(int32_t)(ts - rx->first_ext) * 1000000000LL / rate;
+	if (offset - rx->phase_min_ns > REBASE_NS ||
+	    rx->phase_min_ns - offset > REBASE_NS) {
+		/* a timestamp discontinuity (a peer restarting its clock),
+		 * not lateness: measure from here on */
+		rx->first_ns = now;
+		rx->first_ext = ts;
+		rx->phase_min_ns = 0;
+		rx->rebases++;
+		offset = 0;
+	}
 	if (offset < rx->phase_min_ns)
 		rx->phase_min_ns = offset;
 	if (g->in_window)

@@ -86,6 +86,7 @@ struct lg_rx {
 	int64_t phase_min_ns;
 	int64_t first_ns;
 	uint32_t first_ext;
+	uint32_t rebases;       /**< RTP timestamp discontinuities seen */
 	/* window snapshot */
 	uint64_t win_pkts;
 	uint32_t win_ext0;

@@ -199,7 +199,7 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 	struct bench_cpu_report cr = { 0, 0, 0 };
 	double win_s = (double)(e->t1 - e->t0) / 1e9, gen_cpu, gen_load;
 	uint64_t exp_out = 0, got_out = 0, checked = 0, auth = 0, ssrcb = 0;
-	uint64_t ptb = 0;
+	uint64_t ptb = 0, rebases = 0;
 	unsigned i, monitored = 0, audio_ok = 0;
 	int have_cpu = 0, have_metrics = 0, overloaded, transcode;
 	double late50, late99, latemax, loss_out, loss_in = -1, loss;
@@ -234,6 +234,7 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 		auth += rx->auth_fail;
 		ssrcb += rx->ssrc_bad;
 		ptb += rx->pt_bad;
+		rebases += rx->rebases;
 		if (l->monitor) {
 			monitored++;
 			if (rx->decoded && rx->audio_frames * 5 >= rx->decoded)
@@ -321,6 +322,8 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 			    num_or_null(latemax, 1));
 	json_object_set_new(j, "tick_lateness_source",
 			    json_string(late_src));
+	json_object_set_new(j, "timestamp_jumps",
+			    json_integer((json_int_t)rebases));
 	json_object_set_new(j, "loss_pct", num_or_null(loss, 1));
 	json_object_set_new(j, "loss_to_system_pct",
 			    num_or_null(loss_in, loss_in >= 0));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # janus.sh  Start/stop Janus AudioBridge for the bench, on 127.0.0.1 only.
 #
-#   [BENCH_CPU=N] bash bench/peers/janus.sh start DIR   -> prints "ready control=127.0.0.1:PORT pid=PID"
+#   [BENCH_CPU=N] [BENCH_PRIO="chrt -f 10"] bash bench/peers/janus.sh start DIR   -> prints "ready control=127.0.0.1:PORT pid=PID"
 #   bash bench/peers/janus.sh stop DIR    -> stops the PID it started
 #
 # Installs Debian's janus with apt-get on demand.  Runs from a private
@@ -97,7 +97,9 @@ general: {
 }
 CFG
 	local pin=()
-	[ -n "${BENCH_CPU:-}" ] && pin=(taskset -c "$BENCH_CPU")
+	# shellcheck disable=SC2206
+	[ -n "${BENCH_PRIO:-}" ] && pin=($BENCH_PRIO)
+	[ -n "${BENCH_CPU:-}" ] && pin+=(taskset -c "$BENCH_CPU")
 	"${pin[@]}" janus -F "$dir/etc" -C "$dir/etc/janus.jcfg" -i 127.0.0.1 \
 		-L "$dir/run/janus.log" -N -o -p "$dir/run/janus.pid" \
 		>/dev/null 2>&1 &

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # rtpengine.sh  Start/stop rtpengine (userspace only) for the bench.
 #
-#   [BENCH_CPU=N] bash bench/peers/rtpengine.sh start DIR
+#   [BENCH_CPU=N] [BENCH_PRIO="chrt -f 10"] bash bench/peers/rtpengine.sh start DIR
 #       -> prints "ready control=127.0.0.1:PORT pid=PID" (ng protocol, UDP)
 #   bash bench/peers/rtpengine.sh stop DIR
 #
@@ -37,7 +37,9 @@ start() {
 	local port pid
 	port=$(free_udp_port)
 	local pin=()
-	[ -n "${BENCH_CPU:-}" ] && pin=(taskset -c "$BENCH_CPU")
+	# shellcheck disable=SC2206
+	[ -n "${BENCH_PRIO:-}" ] && pin=($BENCH_PRIO)
+	[ -n "${BENCH_CPU:-}" ] && pin+=(taskset -c "$BENCH_CPU")
 	"${pin[@]}" rtpengine --config-file=none --table=-1 \
 		--interface=127.0.0.1 --listen-ng="127.0.0.1:$port" \
 		--port-min=30000 --port-max=39999 --timeout=60 \
