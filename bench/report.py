@@ -66,6 +66,88 @@ def label(r):
     return "%s (%s)" % (s, ", ".join(bits))
 
 
+def find(rows, system, name, srtp=None, cx=None):
+    for r in rows:
+        if r["system"] == system and r["name"] == name and \
+                (srtp is None or bool(r.get("srtp")) == srtp) and \
+                (cx is None or r.get("opus_complexity") == cx):
+            return r
+    return None
+
+
+def profile_note(r):
+    top = (r or {}).get("profile_top") or []
+    if not top:
+        return "-"
+    return "; ".join(t.replace("|", "/") for t in top[:4])
+
+
+def targets(rows, mode):
+    """Issue 6's targets, checked against this run (reported, never
+    asserted anywhere)."""
+    out = ["## Targets (issue 6)\n",
+           "| target | this run | met | profile of the Keymix row "
+           "(top symbols) |", "|---|---|---|---|"]
+
+    def line(text, fig, ok, row):
+        out.append("| %s | %s | %s | %s |" % (
+            text, fig, "-" if ok is None else ("yes" if ok else "**no**"),
+            profile_note(row) if ok is False else "-"))
+
+    def ratio(k, p, metric):
+        if k and p and k.get(metric) and p.get(metric):
+            return k[metric] / p[metric]
+        return None
+
+    k = find(rows, "keymix", "opus10_2talk", True, 4)
+    p = find(rows, "janus", "opus10_2talk")
+    r = ratio(k, p, "legs_per_core")
+    line("opus10_2talk, SRTP, complexity 4: >= 4x Janus legs/core",
+         "%.2fx" % r if r else "not run", r >= 4 if r else None, k)
+    k = find(rows, "keymix", "opus10_2talk_levels", True, 5)
+    v = k and k.get("legs_per_core")
+    line("opus10_2talk_levels, SRTP, complexity 5: >= 250 legs/core",
+         fmt(v, 0), v >= 250 if v else None, k)
+    k = find(rows, "keymix", "g711_10", True)
+    v = k and k.get("legs_per_core")
+    line("g711_10, SRTP: >= 2000 legs/core", fmt(v, 0),
+         v >= 2000 if v else None, k)
+    k = find(rows, "keymix", "transcode_opus_pcmu", True)
+    p = find(rows, "rtpengine", "transcode_opus_pcmu")
+    r = ratio(k, p, "calls_per_core")
+    line("transcode_opus_pcmu: >= 4x rtpengine calls/core",
+         "%.2fx" % r if r else "not run", r >= 4 if r else None, k)
+    v = k and k.get("added_latency_ms")
+    line("transcode_opus_pcmu: added latency < 1 ms",
+         fmt(v, 2) + " ms" if v is not None else "-",
+         v < 1 if v is not None else None, k)
+    k = find(rows, "keymix", "relay_srtp", True)
+    p = find(rows, "rtpengine", "relay_srtp")
+    r = ratio(k, p, "calls_per_core")
+    line("relay_srtp: >= 3x rtpengine (userspace) calls/core",
+         "%.2fx" % r if r else "not run", r >= 3 if r else None, k)
+    k = find(rows, "keymix", "opus100_3talk_levels", True)
+    v = k and k.get("legs_per_core")
+    line("opus100_3talk_levels: >= 800 legs/core", fmt(v, 0),
+         v >= 800 if v else None, k)
+    where = "at 80 % of capacity" if mode == "full" else \
+        "at the quick load (not 80 % of capacity)"
+    for k in rows:
+        if k["system"] != "keymix" or k.get("legs_per_core") is None:
+            continue
+        late = k.get("tick_lateness_p99_ms")
+        lt = (k.get("at_80pct") or k).get("late_ticks")
+        loss = k.get("loss_pct")
+        ok = late is not None and late < 2 and not lt and not loss
+        line("%s: tick lateness p99 < 2 ms %s, no late ticks, no loss" %
+             (label(k), where),
+             "p99 %s ms (%s), late ticks %s, loss %s %%" % (
+                 fmt(late), k.get("tick_lateness_source", "?"), fmt(lt),
+                 fmt(loss, 2)), ok, k)
+    out.append("")
+    return out
+
+
 def main():
     mode, outdir, machine, commit, pinning = sys.argv[1:6]
     rows = [ordered(r) for r in load(sys.argv[6:])]
@@ -134,6 +216,7 @@ def main():
               "rtpengine decrypts and re-encrypts instead of passing the "
               "SDES key through.")
     md.append("")
+    md.extend(targets(rows, mode))
     notes = [r for r in rows if r.get("error") or r.get("note") or
              r.get("generator_overloaded")]
     if notes:

@@ -143,14 +143,41 @@ PY
 	fi
 	args+=(--control "$SYS_CTL" --pid "$SYS_PID")
 	[ "$sys" = keymix ] && args+=(--token-file "$token_file")
+	local perf_pid=
+	rm -f "$work/perf.data" "$work/profile.txt"
+	if [ -n "${PROFILE:-}" ] && [ "$sys" = keymix ] &&
+		command -v perf >/dev/null 2>&1; then
+		# sample the bridge inside the steady window (setup takes a
+		# moment, so start a little after the warm-up)
+		( sleep $((wu + 2)); exec perf record -q -F 499 -g \
+			-p "$SYS_PID" -o "$work/perf.data" -- \
+			sleep $((dur > 6 ? dur - 3 : 3)) ) \
+			> /dev/null 2>&1 &
+		perf_pid=$!
+	fi
 	timeout $((wu + dur + 240)) "${PRIO[@]}" \
 		taskset -c "$GEN_CPU" "$bin/loadgen" \
 		"${args[@]}" > /dev/null 2> "$work/loadgen.err"
 	local rc=$?
+	if [ -n "$perf_pid" ]; then
+		wait "$perf_pid" 2>/dev/null
+		perf report -i "$work/perf.data" --no-children \
+			--sort dso,symbol --stdio 2>/dev/null |
+			grep -E '^ +[0-9.]+%' | head -n 12 |
+			X
+	fi
 	stop_system "$sys"
 	if [ ! -s "$json" ]; then
 		say "loadgen failed ($rc): $(tail -n 2 "$work/loadgen.err")"
 		return 1
+	fi
+	if [ -s "$work/profile.txt" ]; then
+		$PY - "$json" "$work/profile.txt" <<'PY'
+import json, sys
+row = json.load(open(sys.argv[1]))
+row["profile_top"] = [l.strip() for l in open(sys.argv[2]) if l.strip()]
+json.dump(row, open(sys.argv[1], "w"), indent=1)
+PY
 	fi
 	return 0
 }
@@ -242,7 +269,8 @@ print(int(max(b, c)))")
 		local reach=$max
 		[ "$method" = extrapolated ] && [ -n "$best" ] && reach=$best
 		at80=$($PY -c "print(max(2, min($reach, int(float('$lpc') * 0.8))))")
-		if run_one "$sys" "$sc" "$srtp" "$cx" "$at80" 3 8 "$tmp"; then
+		if PROFILE=1 run_one "$sys" "$sc" "$srtp" "$cx" "$at80" 3 8 \
+			"$tmp"; then
 			$PY - "$json" "$tmp" <<'PY'
 import json, sys
 row = json.load(open(sys.argv[1]))
@@ -251,6 +279,8 @@ row["at_80pct"] = {k: at.get(k) for k in (
     "legs", "system_core_load", "tick_lateness_p50_ms",
     "tick_lateness_p99_ms", "tick_lateness_max_ms", "late_ticks",
     "loss_pct", "added_latency_ms", "generator_overloaded", "checks")}
+if at.get("profile_top"):
+    row["profile_top"] = at["profile_top"]
 if not at.get("generator_overloaded") and (at.get("checks") or {}).get("ok"):
     for k in ("tick_lateness_p99_ms", "loss_pct", "added_latency_ms"):
         row[k] = at.get(k)
@@ -270,7 +300,8 @@ while read -r sys sc srtp cx qlegs max; do
 	json=$work/rows/$(printf '%02d' $n)-$sys-$sc-s$srtp-c$cx.json
 	say "$mode: $sys $sc srtp=$srtp complexity=$cx"
 	if [ "$mode" = quick ]; then
-		run_one "$sys" "$sc" "$srtp" "$cx" "$qlegs" 3 9 "$json" &&
+		PROFILE=1 run_one "$sys" "$sc" "$srtp" "$cx" "$qlegs" 3 9 \
+			"$json" &&
 			set_fields "$json" 'method="extrapolated"'
 	else
 		search "$sys" "$sc" "$srtp" "$cx" "$qlegs" "$max" "$json"
