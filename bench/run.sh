@@ -164,7 +164,8 @@ PY
 		perf report -i "$work/perf.data" --no-children \
 			--sort dso,symbol --stdio 2>/dev/null |
 			grep -E '^ +[0-9.]+%' | head -n 12 |
-			X
+			sed -E 's/ +/ /g; s/^ //; s/( -)+$//' \
+			> "$work/profile.txt"
 	fi
 	stop_system "$sys"
 	if [ ! -s "$json" ]; then
