@@ -53,9 +53,12 @@ struct kms_client *kms_client_free(struct kms_client *c);
  * Blocking with timeout; reuses one TLS connection; reconnects with
  * exponential backoff.  Returns 0; ECONNREFUSED / ETIMEDOUT / EHOSTUNREACH
  * / ENOTCONN when the KMS cannot be reached (bridge answers 503); EACCES
- * (not authorised), ENOENT (no such conference/leg), EPROTO/EBADMSG (bad
- * response) when it refused or failed (bridge answers 502).  err gets a
- * clear human message (never key material); err may be NULL.
+ * (not authorised: role, focus, or this node's certificate refused),
+ * ENOENT (no such conference/leg, or expired), EPROTO/EBADMSG (bad
+ * response, or the KMS certificate not acceptable) when it refused or
+ * failed (bridge answers 502); EINVAL (bad argument), ENOBUFS (key
+ * buffer too small).  err gets a clear human message (never key
+ * material); err may be NULL.  Thread-safe (calls are serialised).
  *
  * key: caller buffer; *key_len is its size on entry (>= KMS_NDS_KEY_MAX
  * is always enough) and the key length on return.  generation: the leg
@@ -115,6 +118,7 @@ struct kms_nds_cfg {
 	unsigned idle_timeout_ms;    /**< 0 = 30000                      */
 	unsigned request_timeout_ms; /**< partial request; 0 = 5000     */
 	unsigned max_conns;          /**< 0 = 1024                       */
+	unsigned handshake_timeout_ms; /**< TLS handshake; 0 = 10000     */
 };
 
 /*

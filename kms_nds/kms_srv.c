@@ -30,9 +30,11 @@ struct kmsd_srv {
 	struct kmsd_srv_cfg cfg;
 	unsigned nconns;
 	uint16_t port;
+	struct conn *conns;       /**< every open connection (freed with us) */
 };
 
 struct conn {
+	struct conn *next, **pprev;
 	struct kmsd_srv *srv;
 	struct bufferevent *bev;
 	struct event *req_timer;
@@ -45,6 +47,9 @@ static void conn_free(struct conn *c)
 		event_free(c->req_timer);
 	if (c->bev)
 		bufferevent_free(c->bev);
+	if (c->next)
+		c->next->pprev = c->pprev;
+	*c->pprev = c->next;
 	c->srv->nconns--;
 	free(c);
 }
@@ -206,6 +211,11 @@ static void on_accept(struct evconnlistener *lst, evutil_socket_t fd,
 	}
 	srv->nconns++;
 	c->srv = srv;
+	c->next = srv->conns;
+	if (c->next)
+		c->next->pprev = &c->next;
+	c->pprev = &srv->conns;
+	srv->conns = c;
 	c->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl,
 						BUFFEREVENT_SSL_ACCEPTING,
 						BEV_OPT_CLOSE_ON_FREE);
@@ -313,6 +323,8 @@ struct kmsd_srv *kmsd_srv_free(struct kmsd_srv *srv)
 {
 	if (!srv)
 		return NULL;
+	while (srv->conns)
+		conn_free(srv->conns);
 	if (srv->lst)
 		evconnlistener_free(srv->lst);
 	SSL_CTX_free(srv->ctx);

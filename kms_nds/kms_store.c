@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -257,14 +258,25 @@ static int keyfile_read(const char *path, uint8_t key[32])
 int kms_store_open(struct kms_store **sp, const char *db_path,
 		   const char *key_file)
 {
+	struct stat st;
 	uint8_t k[32];
 	int err;
 
 	if (!sp || !db_path || !key_file)
 		return EINVAL;
 	err = keyfile_read(key_file, k);
-	if (!err)
+	if (!err && stat(key_file, &st) == 0 && (st.st_mode & 077))
+		fprintf(stderr, "kms: warning: storage key %s is readable by "
+			"group or others\n", key_file);
+	/* the database holds wrapped keys only; keep it private anyway
+	 * (SQLite gives its -wal and -shm files the database's mode) */
+	if (!err) {
+		int fd = open(db_path, O_RDWR | O_CREAT, 0600);
+
+		if (fd >= 0)
+			close(fd);
 		err = kms_store_open_key(sp, db_path, k);
+	}
 	kms_wipe(k, sizeof(k));
 	return err;
 }

@@ -325,6 +325,10 @@ static int tls_error(struct kms_client *c, const char *stage, char *err,
 		return EACCES;
 	}
 	msg(err, errsz, "TLS %s with KMS failed: %s", stage, why);
+	/* kmsd went away mid-handshake (timeout, restart): transient */
+	if (e && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+	    ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		return ENOTCONN;
 	return e ? EPROTO : ENOTCONN;
 }
 

@@ -177,6 +177,8 @@ struct nds_backend {
 		      const char *role, const char *what,
 		      const char *conf_ref, const char *participant,
 		      const char *result);
+	/* optional: the KMS clock (seconds); NULL = time(NULL) */
+	uint64_t (*now)(void);
 	void *arg;
 };
 
@@ -185,6 +187,8 @@ int nds_srv_listen(struct event_base *base, const struct nds_backend *be,
 		   const char *addr, uint16_t port,
 		   const struct kms_nds_cfg *cfg, struct kms_nds_srv **srvp);
 void nds_srv_set_clock(struct kms_nds_srv *srv, time_t offset_s);
+void nds_srv_set_out_max(struct kms_nds_srv *srv, size_t bytes,
+			 int sndbuf);
 
 struct nds_srv_stats {
 	uint64_t accepted;   /* TCP connections accepted                */
@@ -194,6 +198,7 @@ struct nds_srv_stats {
 	uint64_t released;   /* keys / deposits released                */
 	uint64_t denied;     /* requests refused (role, focus, not found) */
 	uint64_t malformed;  /* bad frames and messages                 */
+	uint64_t paused;     /* reads paused for unsent answers         */
 	unsigned conns;      /* open now                                */
 };
 void nds_srv_stats(const struct kms_nds_srv *srv, struct nds_srv_stats *st);

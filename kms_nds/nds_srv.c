@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,10 +52,12 @@ struct kms_nds_srv {
 	struct nds_backend be;
 	char *cert_file, *key_file, *ca_file, *audit_path;
 	struct nds_audit *audit;
-	struct timeval idle_tv, req_tv;
+	struct timeval idle_tv, req_tv, hs_tv;
 	unsigned max_conns, nconns;
 	struct nds_conn *conns;
 	time_t clock_offset;
+	size_t out_max;
+	int sndbuf;
 	struct nds_srv_stats st;
 	uint16_t port;
 	uint8_t in[NDS_FRAME_MAX];  /* one request at a time: one thread */
@@ -71,11 +74,14 @@ struct nds_conn {
 	enum nds_role role;
 	int authed;
 	int closing;
+	int dead;      /* to be freed from the timer, outside bev callbacks */
 };
 
 static time_t srv_now(const struct kms_nds_srv *srv)
 {
-	return time(NULL) + srv->clock_offset;
+	time_t t = srv->be.now ? (time_t)srv->be.now() : time(NULL);
+
+	return t + srv->clock_offset;
 }
 
 /** Test hook: move the listener's clock (expiry checks) */
@@ -91,6 +97,20 @@ void nds_srv_stats(const struct kms_nds_srv *srv, struct nds_srv_stats *st)
 		return;
 	*st = srv->st;
 	st->conns = srv->nconns;
+}
+
+/**
+ * Test hook: the bound on unsent answers before reading pauses, and a
+ * socket send buffer for new connections (0: the system's), so a test
+ * can make answers back up.
+ */
+void nds_srv_set_out_max(struct kms_nds_srv *srv, size_t bytes,
+			 int sndbuf)
+{
+	if (srv) {
+		srv->out_max = bytes;
+		srv->sndbuf = sndbuf;
+	}
 }
 
 uint16_t kms_nds_port(const struct kms_nds_srv *srv)
@@ -122,14 +142,32 @@ static void conn_free(struct nds_conn *c)
 	free(c);
 }
 
+/*
+ * Free a connection from one of its bufferevent's own callbacks.  A
+ * bufferevent_openssl freed inside its callbacks is not always finalised
+ * (seen as a leak of the whole connection under ASan), so the free runs
+ * from the connection's timer, after the callback has returned.
+ */
+static void conn_free_later(struct nds_conn *c)
+{
+	c->dead = 1;
+	c->closing = 1;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	evtimer_del(c->req_timer);
+	event_active(c->req_timer, EV_TIMEOUT, 1);
+}
+
 /* Close once what is queued has been written. */
 static void conn_close_after_write(struct nds_conn *c)
 {
 	c->closing = 1;
 	bufferevent_disable(c->bev, EV_READ);
+	/* a timeout disables its direction: writing must go on */
+	bufferevent_enable(c->bev, EV_WRITE);
 	evtimer_del(c->req_timer);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-		conn_free(c);
+		conn_free_later(c);
 }
 
 static void send_frame(struct nds_conn *c, const uint8_t *p, size_t n)
@@ -520,7 +558,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		/* Bound what waits to be sent: pause reading until the
 		 * peer takes its responses (write_cb resumes). */
 		if (evbuffer_get_length(bufferevent_get_output(bev)) >
-		    OUT_MAX) {
+		    srv->out_max) {
+			srv->st.paused++;
 			bufferevent_disable(bev, EV_READ);
 			break;
 		}
@@ -534,7 +573,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
 	struct nds_conn *c = arg;
 
 	if (c->closing) {
-		conn_free(c);
+		conn_free_later(c);
 		return;
 	}
 	if (!(bufferevent_get_enabled(bev) & EV_READ)) {
@@ -641,7 +680,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	while (bufferevent_get_openssl_error(bev))
 		;
-	conn_free(c);
+	conn_free_later(c);
 }
 
 static void req_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -650,6 +689,10 @@ static void req_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (c->dead) {
+		conn_free(c);
+		return;
+	}
 	if (c->authed && !c->closing) {
 		nds_audit_write(c->srv->audit, srv_now(c->srv), "drop",
 				"role=%s node=%s peer=%s "
@@ -689,6 +732,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 {
 	struct kms_nds_srv *srv = arg;
 	struct nds_conn *c;
+	int one = 1;
 	SSL *ssl;
 
 	(void)lis;
@@ -710,6 +754,11 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 		evutil_closesocket(fd);
 		return;
 	}
+	/* request/response: no Nagle delay on answers */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (srv->sndbuf)
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &srv->sndbuf,
+				 sizeof(srv->sndbuf));
 	c->srv = srv;
 	srv->st.accepted++;
 	peer_name(sa, c->peer, sizeof(c->peer));
@@ -733,8 +782,8 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, NDS_FRAME_MAX);
 	bufferevent_set_timeouts(c->bev, &srv->idle_tv, &srv->idle_tv);
-	/* The handshake must end within the request timeout. */
-	evtimer_add(c->req_timer, &srv->req_tv);
+	/* The handshake must end within its own timeout. */
+	evtimer_add(c->req_timer, &srv->hs_tv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
@@ -857,8 +906,10 @@ int nds_srv_listen(struct event_base *base, const struct nds_backend *be,
 	srv->base = base;
 	srv->be = *be;
 	srv->max_conns = cfg->max_conns ? cfg->max_conns : 1024;
+	srv->out_max = OUT_MAX;
 	ms_tv(&srv->idle_tv, cfg->idle_timeout_ms, 30000);
 	ms_tv(&srv->req_tv, cfg->request_timeout_ms, 5000);
+	ms_tv(&srv->hs_tv, cfg->handshake_timeout_ms, 10000);
 	srv->cert_file = strdup(cfg->cert_file);
 	srv->key_file = strdup(cfg->key_file);
 	srv->ca_file = strdup(cfg->ca_file);
@@ -900,6 +951,14 @@ struct kms_nds_srv *kms_nds_free(struct kms_nds_srv *srv)
 		conn_free(srv->conns);
 	if (srv->lis)
 		evconnlistener_free(srv->lis);
+	/*
+	 * A freed bufferevent is finalised by its event loop; when the loop
+	 * is no longer running (kmsd exiting), event_base_free() does not
+	 * always do it, so give the loop one non-blocking pass here.  Called
+	 * from inside the loop this is refused harmlessly (reentrancy) and
+	 * the running loop finalises them.
+	 */
+	event_base_loop(srv->base, EVLOOP_NONBLOCK);
 	SSL_CTX_free(srv->ctx);
 	srv->audit = nds_audit_close(srv->audit);
 	free(srv->cert_file);

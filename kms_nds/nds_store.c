@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kms_nds/kms_proto.h"
 #include "kms_nds/kms_store.h"
 #include "kms_nds/nds_int.h"
 
@@ -136,6 +137,7 @@ int kms_nds_listen(struct event_base *base, struct kms_store *store,
 		.call_key = st_call_key,
 		.mailbox = st_mailbox,
 		.audit = st_audit,
+		.now = kms_now,   /* honours kmsd's test clock offset */
 		.arg = store,
 	};
 	struct sigaction sa;

@@ -91,18 +91,18 @@ run_script() {
 
 for t in "$build"/tests/test_*; do
 	[ -x "$t" ] || continue
-	[ -n "$filter" ] && [[ $t != *$filter* ]] && continue
+	[ -n "$filter" ] && [[ $(basename "$t") != *$filter* ]] && continue
 	run_cmocka "$t"
 done
 for t in "$build"/fuzz/*; do
 	[ -x "$t" ] || continue
-	[ -n "$filter" ] && [[ $t != *$filter* ]] && continue
+	[ -n "$filter" ] && [[ $(basename "$t") != *$filter* ]] && continue
 	run_fuzz_replay "$t"
 done
 if [ "${KEYMIX_TESTS:-}" != unit ]; then
 	for s in "$top"/tests/integration/*.sh "$top"/tests/integration/*.py; do
 		[ -f "$s" ] || continue
-		[ -n "$filter" ] && [[ $s != *$filter* ]] && continue
+		[ -n "$filter" ] && [[ $(basename "$s") != *$filter* ]] && continue
 		run_script "$s"
 	done
 fi

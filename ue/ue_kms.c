@@ -219,6 +219,7 @@ static int tcp_connect(struct ue *u, const char *host, const char *port)
 static int conn_open(struct ue *u, struct conn *c)
 {
 	char host[256], *port;
+	const char *name;
 
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
@@ -251,8 +252,9 @@ static int conn_open(struct ue *u, struct conn *c)
 	if (!c->ssl)
 		return ENOMEM;
 	SSL_set_fd(c->ssl, c->fd);
-	SSL_set_tlsext_host_name(c->ssl, u->sni[0] ? u->sni : host);
-	SSL_set1_host(c->ssl, u->sni[0] ? u->sni : host);
+	name = u->sni[0] ? u->sni : host;
+	SSL_set_tlsext_host_name(c->ssl, name);
+	SSL_set1_host(c->ssl, name);
 	if (SSL_connect(c->ssl) != 1)
 		return seterr(u, EPROTO, "TLS handshake with %s failed%s",
 			      u->kms, " (certificate or name?)");

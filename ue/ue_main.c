@@ -23,7 +23,7 @@ static void usage(void)
 "usage: ue COMMAND --state FILE [--kms HOST:PORT --ca PEM [--server-name N]]\n"
 "          [--timeout MS] [--print-keys] ...\n"
 "  bootstrap    --id ID (--cred B64 | --cred-file F)        flow 1\n"
-"  invite       --to ID [--transcoder ID]    caller: prints invite=\n"
+"  invite|call  --to ID [--transcoder ID]    caller: prints invite=\n"
 "  answer       --from ID --invite STMT      callee (p2p): prints reply_a=\n"
 "  finish       --to ID --reply B64          caller: K from reply_a\n"
 "  conf-invite  --to ID --focus BRIDGE [--label L] [--new]   chairman\n"
@@ -34,7 +34,8 @@ static void usage(void)
 "  fork-answer  --from ID --group ID-G --invite STMT   forked callee\n"
 "  fork-finish  --to ID-G --reply B64        caller: the answerer's key\n"
 "  retrieve     --from ID --ticket B64       deferred delivery recipient\n"
-"Key material is printed only with --print-keys (docs/kms-protocol.md).\n",
+"Key material is printed only with --print-keys (docs/kms-protocol.md).\n"
+"A mailbox's deposit is a network node's request: kmsnode deposit.\n",
 	      stderr);
 }
 
@@ -150,8 +151,9 @@ static int run(struct ue *u, const char *cmd, const struct args *a)
 	if (!strcmp(cmd, "bootstrap")) {
 		err = cmd_bootstrap(u, a);
 	}
-	else if (!strcmp(cmd, "invite") || !strcmp(cmd, "conf-invite")) {
-		int conf = cmd[0] == 'c';
+	else if (!strcmp(cmd, "invite") || !strcmp(cmd, "call") ||
+		 !strcmp(cmd, "conf-invite")) {
+		int conf = !strcmp(cmd, "conf-invite");
 
 		if (conf && !a->focus)
 			goto out;
@@ -166,7 +168,8 @@ static int run(struct ue *u, const char *cmd, const struct args *a)
 	}
 	else if (!strcmp(cmd, "answer") || !strcmp(cmd, "conf-answer") ||
 		 !strcmp(cmd, "fork-answer")) {
-		const char *kind = cmd[0] == 'a' ? "p2p" : cmd[0] == 'c'
+		const char *kind = !strcmp(cmd, "answer") ? "p2p"
+				   : !strcmp(cmd, "conf-answer")
 				   ? "conf-passive" : "fork";
 
 		err = ue_answer(u, kind, a->from, a->group, a->invite, buf,
@@ -177,7 +180,7 @@ static int run(struct ue *u, const char *cmd, const struct args *a)
 	}
 	else if (!strcmp(cmd, "finish") || !strcmp(cmd, "conf-finish") ||
 		 !strcmp(cmd, "fork-finish")) {
-		int conf = cmd[0] == 'c';
+		int conf = !strcmp(cmd, "conf-finish");
 		int fork = !strcmp(cmd, "fork-finish");
 
 		err = ue_finish(u, a->to,

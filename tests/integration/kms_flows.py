@@ -194,7 +194,7 @@ def test_bootstrap(e):
 
 
 def test_p2p(e):
-    rc, inv, _ = e.ue("invite", "alice", "--to", "bob",
+    rc, inv, _ = e.ue("call", "alice", "--to", "bob",
                       "--transcoder", "transcoder1.keymix.test")
     check("p2p: invite statement printed", rc == 0 and "invite" in inv)
     stmt = inv["invite"]

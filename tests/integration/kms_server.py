@@ -104,7 +104,7 @@ def main():
     if not os.access(KMSD, os.X_OK):
         sys.exit(77)
     tmp = tempfile.mkdtemp(prefix="kms_server.")
-    k = Kms(tmp, ["--idle-timeout", "1500", "--request-timeout", "700",
+    k = Kms(tmp, ["--idle-timeout", "3000", "--request-timeout", "700",
                   "--max-conns", "40"])
     try:
         s = k.connect()
@@ -163,6 +163,7 @@ def main():
               "answers" % (grown, got, sent), grown < 16384 and
               got == sent and sent > 0)
         slow.close()
+        s = k.connect()
         s.sendall(struct.pack(">I", 1 << 20))
         r = recv(s)
         check("oversized frame: error, then the connection closes",

@@ -52,8 +52,9 @@ const char *certdir(void)
 
 const char *certpath(const char *name, const char *ext)
 {
-	static char buf[4][PATH_MAX + 64];
-	static int i;
+	/* per thread: tests run clients on several threads */
+	static __thread char buf[4][PATH_MAX + 64];
+	static __thread int i;
 	char *p = buf[i++ & 3];
 
 	snprintf(p, PATH_MAX + 64, "%s/%s.%s", certdir(), name, ext);
@@ -234,7 +235,7 @@ int fix_start(struct srvfix *f, uint16_t port, unsigned idle_ms,
 	cfg.cert_file = f->cert[0] ? f->cert : certpath("kmsd-nds", "crt");
 	cfg.key_file = f->cert[0] ? certpath("bridge1", "key") :
 		certpath("kmsd-nds", "key");
-	cfg.ca_file = certpath("ca", "crt");
+	cfg.ca_file = f->ca[0] ? f->ca : certpath("ca", "crt");
 	cfg.audit_log = f->audit;
 	cfg.idle_timeout_ms = idle_ms;
 	cfg.request_timeout_ms = req_ms;
@@ -245,8 +246,14 @@ int fix_start(struct srvfix *f, uint16_t port, unsigned idle_ms,
 	f->stop_ev = event_new(f->base, -1, 0, stop_cb, f);
 	if (!f->stop_ev)
 		return ENOMEM;
-	err = nds_srv_listen(f->base, &mem_backend, "127.0.0.1", port, &cfg,
-			     &f->srv);
+	if (f->store)
+		err = kms_nds_listen(f->base, f->store,
+				     f->addr ? f->addr : "127.0.0.1", port,
+				     &cfg, &f->srv);
+	else
+		err = nds_srv_listen(f->base, &mem_backend,
+				     f->addr ? f->addr : "127.0.0.1", port,
+				     &cfg, &f->srv);
 	if (err) {
 		event_free(f->stop_ev);
 		event_base_free(f->base);
@@ -277,11 +284,60 @@ void fix_stats(struct srvfix *f, struct nds_srv_stats *st)
 	loop_run(f);
 }
 
+void fix_out_max(struct srvfix *f, size_t bytes, int sndbuf)
+{
+	loop_halt(f);
+	nds_srv_set_out_max(f->srv, bytes, sndbuf);
+	loop_run(f);
+}
+
+void loop_call_reload(struct srvfix *f, int *errp)
+{
+	loop_halt(f);
+	*errp = kms_nds_reload(f->srv);
+	loop_run(f);
+}
+
 void fix_clock(struct srvfix *f, time_t offset)
 {
 	loop_halt(f);
 	nds_srv_set_clock(f->srv, offset);
 	loop_run(f);
+}
+
+struct kms_client *client_at(const char *host, const char *crt,
+			     const char *key, uint16_t port,
+			     unsigned timeout_ms)
+{
+	struct kms_client_cfg cfg = {
+		.host = host, .port = port, .cert_file = crt,
+		.key_file = key, .ca_file = certpath("ca", "crt"),
+		.timeout_ms = timeout_ms,
+	};
+	struct kms_client *c = NULL;
+
+	if (kms_client_alloc(&c, &cfg))
+		return NULL;
+	return c;
+}
+
+int copy_file(const char *from, const char *to)
+{
+	char buf[4096];
+	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+	size_t n;
+	int err = 0;
+
+	if (!in || !out)
+		err = errno ? errno : EIO;
+	while (!err && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+		if (fwrite(buf, 1, n, out) != n)
+			err = EIO;
+	if (in)
+		fclose(in);
+	if (out && fclose(out) && !err)
+		err = EIO;
+	return err;
 }
 
 struct kms_client *client_for(const char *name, uint16_t port,
@@ -310,6 +366,8 @@ struct raw {
 	int fd;
 };
 
+int raw_rcvbuf;
+
 int raw_tcp(uint16_t port)
 {
 	struct sockaddr_in sa;
@@ -318,6 +376,9 @@ int raw_tcp(uint16_t port)
 
 	if (fd < 0)
 		return -1;
+	if (raw_rcvbuf)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &raw_rcvbuf,
+			   sizeof(raw_rcvbuf));
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons(port);

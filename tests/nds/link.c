@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -399,6 +402,51 @@ static void test_server_survives(void **state)
 	assert_true(st.released > 0);
 }
 
+/*
+ * A node that pipelines many requests before reading: with the output
+ * bound set to a few answers, kmsd pauses reading while answers wait and
+ * resumes as they leave; every answer arrives, in order.
+ */
+static void test_slow_reader(void **state)
+{
+	struct raw *r;
+	uint8_t buf[256], f[128];
+	struct nds_msg m;
+	struct nds_enc e;
+	struct nds_srv_stats st;
+	struct srvfix f2;
+	size_t n;
+	int i;
+
+	(void)state;
+	memset(&f2, 0, sizeof(f2));
+	snprintf(f2.audit, sizeof(f2.audit), "%s", fix.audit);
+	assert_int_equal(fix_start(&f2, 0, 0, 0, 0), 0);
+	fix_out_max(&f2, 200, 4096);
+	raw_rcvbuf = 4096;
+	r = raw_open("bridge1", f2.port, 0);
+	raw_rcvbuf = 0;
+	assert_non_null(r);
+	for (i = 0; i < 1000; i++) {
+		nds_enc_begin(&e, f, sizeof(f), NDS_T_LEGKEY_REQ,
+			      (uint32_t)(i + 1));
+		nds_enc_str(&e, NDS_TAG_CONF_REF, "conf-1");
+		nds_enc_str(&e, NDS_TAG_PARTICIPANT, ALICE);
+		assert_int_equal(nds_enc_end(&e, &n), 0);
+		assert_int_equal(raw_send(r, f, n), 0);
+	}
+	for (i = 0; i < 1000; i++) {
+		assert_int_equal(raw_read_frame(r, buf, sizeof(buf), &n), 0);
+		assert_int_equal(nds_msg_parse(&m, buf + 4, n - 4), 0);
+		assert_int_equal(m.type, NDS_T_KEY_RESP);
+		assert_int_equal(m.req_id, (uint32_t)(i + 1));
+	}
+	fix_stats(&f2, &st);
+	assert_true(st.paused > 0);
+	raw_close(r);
+	fix_stop(&f2);
+}
+
 static void test_reuse(void **state)
 {
 	struct kms_client *c = client_for("bridge1", fix.port, 3000);
@@ -463,15 +511,17 @@ static void test_idle_timeout(void **state)
 	(void)state;
 	memset(&f2, 0, sizeof(f2));
 	snprintf(f2.audit, sizeof(f2.audit), "%s", fix.audit);
-	assert_int_equal(fix_start(&f2, 0, 200, 200, 0), 0);
+	assert_int_equal(fix_start(&f2, 0, 400, 0, 0), 0);
 	c = client_for("bridge1", f2.port, 3000);
 	assert_non_null(c);
 	assert_int_equal(kms_client_ping(c, err, sizeof(err)), 0);
-	usleep(600 * 1000);
+	usleep(1200 * 1000);
 	/* the server closed the idle connection; the client notices */
 	assert_int_equal(kms_client_ping(c, err, sizeof(err)), 0);
 	fix_stats(&f2, &st);
-	assert_int_equal(st.accepted, 2);
+	assert_true(st.accepted >= 2);
+	/* the idle connection was freed, not just abandoned */
+	assert_int_equal(st.conns, 1);
 	kms_client_free(c);
 	fix_stop(&f2);
 }
@@ -524,6 +574,68 @@ static void test_unreachable(void **state)
 	kms_client_free(c);
 }
 
+/* A port that accepts TCP and closes at once: a KMS that is not there. */
+struct closer {
+	int fd;
+	int accepts;
+	pthread_t th;
+};
+
+static void *closer_main(void *arg)
+{
+	struct closer *cl = arg;
+	int fd;
+
+	while ((fd = accept(cl->fd, NULL, NULL)) >= 0) {
+		__atomic_add_fetch(&cl->accepts, 1, __ATOMIC_SEQ_CST);
+		close(fd);
+	}
+	return NULL;
+}
+
+/*
+ * Failed connection attempts back off: ten quick calls while the KMS is
+ * broken make far fewer than ten attempts, and the reason says when the
+ * next attempt will be.
+ */
+static void test_backoff(void **state)
+{
+	struct closer cl = { -1, 0, 0 };
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	struct kms_client *c;
+	char err[256];
+	int i, r, said_next = 0;
+
+	(void)state;
+	cl.fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(cl.fd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(cl.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(cl.fd, 16), 0);
+	assert_int_equal(getsockname(cl.fd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(pthread_create(&cl.th, NULL, closer_main, &cl), 0);
+
+	c = client_for("bridge1", ntohs(sa.sin_port), 100);
+	assert_non_null(c);
+	for (i = 0; i < 10; i++) {
+		r = kms_client_ping(c, err, sizeof(err));
+		assert_true(r == ENOTCONN || r == ETIMEDOUT ||
+			    r == ECONNREFUSED);
+		if (strstr(err, "next attempt in"))
+			said_next = 1;
+	}
+	kms_client_free(c);
+	shutdown(cl.fd, SHUT_RDWR);
+	close(cl.fd);
+	pthread_join(cl.th, NULL);
+	assert_true(said_next);
+	assert_true(cl.accepts >= 1);
+	assert_true(cl.accepts < 10);
+}
+
 static void test_client_args(void **state)
 {
 	struct kms_client *c = client_for("bridge1", fix.port, 3000);
@@ -573,6 +685,218 @@ static void test_server_role_checked(void **state)
 	assert_non_null(strstr(err, "server certificate"));
 	kms_client_free(c);
 	fix_stop(&f2);
+}
+
+static void test_ipv6_and_names(void **state)
+{
+	struct srvfix f2;
+	struct kms_client *c;
+	uint8_t key[KMS_NDS_KEY_MAX];
+	size_t klen = sizeof(key);
+	char err[256];
+
+	(void)state;
+	memset(&f2, 0, sizeof(f2));
+	snprintf(f2.audit, sizeof(f2.audit), "%s", fix.audit);
+	f2.addr = "::1";
+	if (fix_start(&f2, 0, 0, 0, 0)) {
+		skip();  /* no IPv6 loopback here */
+		return;
+	}
+	/* the server certificate names IP ::1 */
+	c = client_at("::1", certpath("bridge1", "crt"),
+		      certpath("bridge1", "key"), f2.port, 3000);
+	assert_non_null(c);
+	assert_int_equal(kms_client_fetch_legkey(c, "conf-1", ALICE, key,
+						 &klen, NULL, err,
+						 sizeof(err)), 0);
+	assert_memory_equal(key, mem_legs[0].key, 32);
+	kms_client_free(c);
+	fix_stop(&f2);
+	/* and DNS:localhost, whichever address localhost resolves to */
+	c = client_at("localhost", certpath("bridge1", "crt"),
+		      certpath("bridge1", "key"), fix.port, 3000);
+	assert_non_null(c);
+	assert_int_equal(kms_client_ping(c, err, sizeof(err)), 0);
+	kms_client_free(c);
+}
+
+/* Many nodes at once, each with its own connection. */
+struct mc_arg {
+	int node;
+	int fails;
+};
+
+static void *mc_main(void *arg)
+{
+	struct mc_arg *a = arg;
+	struct kms_client *c;
+	uint8_t key[KMS_NDS_KEY_MAX];
+	char err[256];
+	size_t klen;
+	int i;
+
+	c = client_for(a->node & 1 ? "bridge2" : "bridge1", fix.port, 5000);
+	if (!c) {
+		fprintf(stderr, "node %d: no client\n", a->node);
+		a->fails++;
+		return NULL;
+	}
+	for (i = 0; i < 40; i++) {
+		int r;
+
+		klen = sizeof(key);
+		if (a->node & 1)
+			r = kms_client_fetch_legkey(c, "conf-2",
+						    "carol@keymix.test", key,
+						    &klen, NULL, err,
+						    sizeof(err));
+		else
+			r = kms_client_fetch_legkey(c, "conf-1", BOB, key,
+						    &klen, NULL, err,
+						    sizeof(err));
+		if (r || memcmp(key, mem_legs[a->node & 1 ? 2 : 1].key, 32)) {
+			fprintf(stderr, "node %d fetch %d: %d %s\n", a->node,
+				i, r, err);
+			a->fails++;
+		}
+	}
+	kms_client_free(c);
+	return NULL;
+}
+
+static void test_many_clients(void **state)
+{
+	struct mc_arg args[16];
+	pthread_t th[16];
+	int i;
+
+	(void)state;
+	for (i = 0; i < 16; i++) {
+		args[i].node = i;
+		args[i].fails = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, mc_main,
+						&args[i]), 0);
+	}
+	for (i = 0; i < 16; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(args[i].fails, 0);
+	}
+}
+
+/* One client shared by threads: calls are serialised, all succeed. */
+struct sh_arg {
+	struct kms_client *c;
+	int fails;
+};
+
+static void *sh_main(void *arg)
+{
+	struct sh_arg *a = arg;
+	uint8_t key[KMS_NDS_KEY_MAX];
+	char err[256];
+	size_t klen;
+	int i;
+
+	for (i = 0; i < 40; i++) {
+		klen = sizeof(key);
+		if (kms_client_fetch_legkey(a->c, "conf-1", ALICE, key, &klen,
+					    NULL, err, sizeof(err)) ||
+		    memcmp(key, mem_legs[0].key, 32))
+			a->fails++;
+	}
+	return NULL;
+}
+
+static void test_shared_client(void **state)
+{
+	struct kms_client *c = client_for("bridge1", fix.port, 5000);
+	struct sh_arg a[4];
+	pthread_t th[4];
+	int i;
+
+	(void)state;
+	assert_non_null(c);
+	for (i = 0; i < 4; i++) {
+		a[i].c = c;
+		a[i].fails = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, sh_main, &a[i]),
+				 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(a[i].fails, 0);
+	}
+	kms_client_free(c);
+}
+
+/* kms_client_reload picks up new certificate files. */
+static void test_client_reload(void **state)
+{
+	char crt[PATH_MAX + 64], key[PATH_MAX + 64], err[256];
+	uint8_t k[KMS_NDS_KEY_MAX];
+	struct kms_client *c;
+	size_t klen = sizeof(k);
+
+	(void)state;
+	snprintf(crt, sizeof(crt), "%s/reload-node.crt", certdir());
+	snprintf(key, sizeof(key), "%s/reload-node.key", certdir());
+	assert_int_equal(copy_file(certpath("bridge2", "crt"), crt), 0);
+	assert_int_equal(copy_file(certpath("bridge2", "key"), key), 0);
+	c = client_at("127.0.0.1", crt, key, fix.port, 3000);
+	assert_non_null(c);
+	assert_int_equal(kms_client_fetch_legkey(c, "conf-1", ALICE, k,
+						 &klen, NULL, err,
+						 sizeof(err)), EACCES);
+	/* the node is renamed bridge1: new files, reload */
+	assert_int_equal(copy_file(certpath("bridge1", "crt"), crt), 0);
+	assert_int_equal(copy_file(certpath("bridge1", "key"), key), 0);
+	assert_int_equal(kms_client_reload(c), 0);
+	klen = sizeof(k);
+	assert_int_equal(kms_client_fetch_legkey(c, "conf-1", ALICE, k,
+						 &klen, NULL, err,
+						 sizeof(err)), 0);
+	assert_memory_equal(k, mem_legs[0].key, 32);
+	kms_client_free(c);
+	unlink(crt);
+	unlink(key);
+}
+
+/* kms_nds_reload: a new CA file applies to new connections. */
+static void test_server_reload(void **state)
+{
+	struct srvfix f2;
+	struct kms_client *c1, *c2;
+	char err[256];
+	int r;
+
+	(void)state;
+	memset(&f2, 0, sizeof(f2));
+	snprintf(f2.audit, sizeof(f2.audit), "%s", fix.audit);
+	snprintf(f2.ca, sizeof(f2.ca), "%s/reload-ca.crt", certdir());
+	assert_int_equal(copy_file(certpath("ca", "crt"), f2.ca), 0);
+	assert_int_equal(fix_start(&f2, 0, 0, 0, 0), 0);
+	c1 = client_for("bridge1", f2.port, 3000);
+	c2 = client_for("test/other-bridge1", f2.port, 3000);
+	assert_non_null(c1);
+	assert_non_null(c2);
+	assert_int_equal(kms_client_ping(c1, err, sizeof(err)), 0);
+	assert_int_equal(kms_client_ping(c2, err, sizeof(err)), EACCES);
+	/* the operator trusts the other CA instead, and reloads */
+	assert_int_equal(copy_file(certpath("test/other-ca", "crt"), f2.ca),
+			 0);
+	loop_call_reload(&f2, &r);
+	assert_int_equal(r, 0);
+	/* c1's open connection keeps working; a new one is refused */
+	assert_int_equal(kms_client_ping(c1, err, sizeof(err)), 0);
+	assert_int_equal(kms_client_reload(c1), 0);
+	assert_int_equal(kms_client_ping(c1, err, sizeof(err)), EACCES);
+	assert_int_equal(kms_client_reload(c2), 0);
+	assert_int_equal(kms_client_ping(c2, err, sizeof(err)), 0);
+	kms_client_free(c1);
+	kms_client_free(c2);
+	fix_stop(&f2);
+	unlink(f2.ca);
 }
 
 static char *slurp(const char *path, size_t *lenp)
@@ -665,13 +989,20 @@ int run_link_tests(void)
 		cmocka_unit_test(test_truncated_times_out),
 		cmocka_unit_test(test_garbage_tcp),
 		cmocka_unit_test(test_server_survives),
+		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_reuse),
 		cmocka_unit_test(test_reconnect_restart),
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_max_conns),
 		cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_client_args),
 		cmocka_unit_test(test_server_role_checked),
+		cmocka_unit_test(test_ipv6_and_names),
+		cmocka_unit_test(test_many_clients),
+		cmocka_unit_test(test_shared_client),
+		cmocka_unit_test(test_client_reload),
+		cmocka_unit_test(test_server_reload),
 		cmocka_unit_test(test_audit_log),
 	};
 
