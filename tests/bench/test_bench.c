@@ -421,6 +421,85 @@ static void test_scenarios(void **state)
 	assert_null(lg_scenario_find("nope"));
 }
 
+/* ---- audio banks ------------------------------------------------------ */
+
+static void put_le(FILE *f, uint32_t v, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		fputc((int)((v >> (8 * i)) & 0xff), f);
+}
+
+static void test_speech_from_wav_and_banks(void **state)
+{
+	char path[64];
+	FILE *f;
+	int16_t *pcm = NULL;
+	unsigned n = 0, i, loud = 0, marks = 0;
+	int from_espeak = 1, r;
+	struct lg_banks b;
+
+	(void)state;
+	snprintf(path, sizeof(path), "/tmp/test_bench_%d.wav", (int)getpid());
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	/* 2 s of a 300 Hz tone, 16 kHz mono 16-bit */
+	fwrite("RIFF", 1, 4, f);
+	put_le(f, 36 + 64000, 4);
+	fwrite("WAVEfmt ", 1, 8, f);
+	put_le(f, 16, 4);
+	put_le(f, 1, 2);
+	put_le(f, 1, 2);
+	put_le(f, 16000, 4);
+	put_le(f, 32000, 4);
+	put_le(f, 2, 2);
+	put_le(f, 16, 2);
+	fwrite("data", 1, 4, f);
+	put_le(f, 64000, 4);
+	for (i = 0; i < 32000; i++)
+		put_le(f, (uint32_t)(uint16_t)(int16_t)(8000 *
+			sin(2 * M_PI * 300 * i / 16000.0)), 2);
+	fclose(f);
+	r = lg_audio_load_speech(path, &pcm, &n, &from_espeak);
+	unlink(path);
+	assert_int_equal(r, 0);
+	assert_int_equal(from_espeak, 0);
+	/* resampled to 48 kHz */
+	assert_true(n > 95000 && n <= 96000);
+	assert_int_equal(lg_audio_load_speech("/nonexistent.wav", &pcm, &n,
+					      &from_espeak) == 0, 0);
+
+	/* PCMU banks: 20 ms frames of 160 bytes, probe marks at 0 and 25 */
+	assert_int_equal(lg_banks_make(&b, LG_PCMU, pcm, n), 0);
+	assert_int_equal(b.pt, 0);
+	assert_int_equal(b.samples, 160);
+	assert_int_equal(b.speech.n, n / 6 / 160);
+	assert_int_equal(b.speech.frames[3].len, 160);
+	assert_int_equal(b.probe.n, 50);
+	for (i = 0; i < b.probe.n; i++) {
+		marks += b.probe.frames[i].mark;
+		if (b.probe.frames[i].level < 20)
+			loud++;
+	}
+	assert_int_equal(marks, 2);
+	assert_true(b.probe.frames[0].mark && b.probe.frames[25].mark);
+	assert_int_equal(loud, 6);          /* 3 frames per mark */
+	assert_true(b.silence.frames[0].level > 60);
+	lg_banks_free(&b);
+
+	/* Opus banks: one packet per 20 ms at 48 kHz */
+	assert_int_equal(lg_banks_make(&b, LG_OPUS, pcm, n), 0);
+	assert_int_equal(b.pt, 111);
+	assert_int_equal(b.samples, 960);
+	assert_int_equal(b.speech.n, n / 960);
+	for (i = 0; i < b.speech.n; i++)
+		assert_true(b.speech.frames[i].len > 0 &&
+			    b.speech.frames[i].len < 400);
+	lg_banks_free(&b);
+	free(pcm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -442,6 +521,7 @@ int main(void)
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_hostport),
 		cmocka_unit_test(test_scenarios),
+		cmocka_unit_test(test_speech_from_wav_and_banks),
 	};
 
 	return cmocka_run_group_tests_name("bench", tests, NULL, NULL);
