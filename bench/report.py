@@ -214,7 +214,9 @@ def main():
               "SRTP. rtpengine runs userspace only (--table=-1); in "
               "relay_srtp its B leg uses AES_CM_128_HMAC_SHA1_32 so that "
               "rtpengine decrypts and re-encrypts instead of passing the "
-              "SDES key through.")
+              "SDES key through; its Opus encoder (ffmpeg's libopus "
+              "wrapper) runs at libopus's default complexity 10, hence "
+              "the Keymix transcode row at complexity 10 as well.")
     md.append("")
     md.extend(targets(rows, mode))
     notes = [r for r in rows if r.get("error") or r.get("note") or
