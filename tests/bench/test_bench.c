@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "keyleg/keyleg.h"
 #include "bench/bench.h"
 #include "bench/loadgen_int.h"
 
@@ -500,6 +501,44 @@ static void test_speech_from_wav_and_banks(void **state)
 	free(pcm);
 }
 
+/* ---- SRTP receive sampling across a sequence wrap ---------------------- */
+
+static void test_sampled_unprotect_across_wrap(void **state)
+{
+	struct keyleg_keysalt k1, k2;
+	struct keyleg *snd = NULL, *rcv = NULL;
+	uint8_t pay[40], buf[200];
+	unsigned i, fails = 0, checked = 0;
+
+	(void)state;
+	k1.len = k2.len = 30;
+	memset(k1.b, 0x11, 30);
+	memset(k2.b, 0x22, 30);
+	memset(pay, 0x55, sizeof(pay));
+	assert_int_equal(keyleg_alloc(&snd, KEYLEG_AES_CM_128_HMAC_SHA1_80,
+				      &k2, &k1, NULL), 0);
+	assert_int_equal(keyleg_alloc(&rcv, KEYLEG_AES_CM_128_HMAC_SHA1_80,
+				      &k1, &k2, NULL), 0);
+	/* 65000 .. 65535, 0 .. 2000: decrypt only every 16th packet */
+	for (i = 0; i < 3000; i++) {
+		uint16_t seq = (uint16_t)(65000 + i);
+		size_t len = lg_rtp_build(buf, 111, seq, i * 960, 0x1234, 0,
+					  0, 0, pay, sizeof(pay));
+
+		assert_int_equal(keyleg_protect_rtp(snd, buf, &len,
+						    sizeof(buf)), KEYLEG_OK);
+		if (i % 16)
+			continue;
+		checked++;
+		if (keyleg_unprotect_rtp(rcv, buf, &len, i * 20) != KEYLEG_OK)
+			fails++;
+	}
+	assert_true(checked > 100);
+	assert_int_equal(fails, 0);
+	keyleg_free(snd);
+	keyleg_free(rcv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -522,6 +561,7 @@ int main(void)
 		cmocka_unit_test(test_hostport),
 		cmocka_unit_test(test_scenarios),
 		cmocka_unit_test(test_speech_from_wav_and_banks),
+		cmocka_unit_test(test_sampled_unprotect_across_wrap),
 	};
 
 	return cmocka_run_group_tests_name("bench", tests, NULL, NULL);
