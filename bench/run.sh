@@ -132,18 +132,26 @@ run_one() {
 	else args+=(--complexity "$cx"); fi
 	rm -f "$json"
 	if ! start_system "$sys"; then
-		$PY - "$json" "$sys" "$sc" "$srtp" "$cx" "$legs" <<'PY'
-import json, sys
-j, s, sc, srtp, cx, legs = sys.argv[1:]
-why = {"janus": "Janus did not start (see build/bench/janus.err)",
-       "rtpengine": "rtpengine did not start (see build/bench/rtpengine.err)"}
+		$PY - "$json" "$sys" "$sc" "$srtp" "$cx" "$legs" "$work" <<'PY'
+import json, os, sys
+j, s, sc, srtp, cx, legs, work = sys.argv[1:]
+def tail(name):
+    try:
+        lines = [l.strip() for l in open(os.path.join(work, name))
+                 if l.strip()]
+        return " / ".join(lines[-3:])
+    except OSError:
+        return "no log"
+why = {"janus": "Janus did not start: " + tail("janus.err"),
+       "rtpengine": "rtpengine did not start: " + tail("rtpengine.err"),
+       "keymix": "bridged did not start: " + tail("bridged.err")}
 json.dump({"name": sc, "system": s, "srtp": srtp == "1",
            "opus_complexity": None if cx == "-" else int(cx),
            "legs": int(legs), "cpu_per_leg_second": None,
            "legs_per_core": None, "calls_per_core": None,
            "method": None, "tick_lateness_p99_ms": None, "loss_pct": None,
            "added_latency_ms": None, "generator_overloaded": False,
-           "error": why.get(s, "bridged did not start")}, open(j, "w"))
+           "error": why[s]}, open(j, "w"))
 PY
 		return 1
 	fi
