@@ -310,6 +310,21 @@ static void rx_packet(struct loop *lp, struct lg_leg *l, uint8_t *buf,
 	if (g->in_window)
 		bench_hist_add(&g->arr_late,
 			       (double)(offset - rx->phase_min_ns) / 1000.0);
+	if (g->ticks && !g->sc->transcode) {
+		struct lg_tick *tk = &g->ticks[l->conf];
+		double us = (double)(offset - rx->phase_min_ns) / 1000.0;
+
+		if (!tk->open || now - tk->start_ns > LG_PTIME_MS * 500000LL) {
+			if (tk->open && g->in_window)
+				bench_hist_add(&g->tick_late, tk->min_us);
+			tk->open = 1;
+			tk->start_ns = now;
+			tk->min_us = us;
+		}
+		else if (us < tk->min_us) {
+			tk->min_us = us;
+		}
+	}
 
 	/* decrypt a sample (every packet of a monitored leg) */
 	if (l->monitor || (rx->pkts % g->sample_every) == 0) {
@@ -414,6 +429,7 @@ static void window_reset(struct lg *g)
 
 	bench_hist_reset(&g->send_late);
 	bench_hist_reset(&g->arr_late);
+	bench_hist_reset(&g->tick_late);
 	bench_hist_reset(&g->latency);
 	g->late_sends = g->sends = 0;
 	g->max_send_late_ms = 0;
@@ -443,6 +459,8 @@ int lg_engine_run(struct lg *g, double warmup_s, double window_s,
 
 	memset(&lp, 0, sizeof(lp));
 	lp.g = g;
+	free(g->ticks);
+	g->ticks = calloc(g->n_confs ? g->n_confs : 1, sizeof(*g->ticks));
 	lp.bufs = malloc(sizeof(*lp.bufs) * BATCH);
 	lp.rbufs = malloc(sizeof(*lp.rbufs) * BATCH);
 	if (!lp.bufs || !lp.rbufs || order_legs(&lp)) {
@@ -561,4 +579,6 @@ void lg_engine_close(struct lg *g)
 	g->sock = -1;
 	free(g->port2leg);
 	g->port2leg = NULL;
+	free(g->ticks);
+	g->ticks = NULL;
 }

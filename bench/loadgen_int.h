@@ -120,6 +120,18 @@ struct lg_leg {
 	int probe_armed;
 };
 
+/**
+ * The packets of one mixing tick reach the generator within a short span:
+ * grouping a conference's arrivals that are less than half a ptime apart,
+ * the tick's lateness is the smallest lateness of its packets (the first
+ * leg served on an on-time tick arrives at its baseline).
+ */
+struct lg_tick {
+	int64_t start_ns;
+	double min_us;
+	int open;
+};
+
 /** Generator state */
 struct lg {
 	const struct lg_scenario *sc;
@@ -136,7 +148,9 @@ struct lg {
 	int64_t t0_ns;
 	uint64_t slot;           /**< next 1 ms slot to serve */
 	struct bench_hist send_late;
-	struct bench_hist arr_late;
+	struct bench_hist arr_late;   /**< per packet, against its leg */
+	struct bench_hist tick_late;  /**< per conference tick (mix) */
+	struct lg_tick *ticks;        /**< one per conference */
 	struct bench_hist latency;
 	uint64_t late_sends, sends;
 	double max_send_late_ms;

@@ -208,7 +208,7 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 	unsigned i, monitored = 0, audio_ok = 0;
 	int have_cpu = 0, have_metrics = 0, overloaded, transcode;
 	double late50, late99, latemax, loss_out, loss_in = -1, loss;
-	const char *late_src = "arrivals";
+	const char *late_src = "metrics";
 	json_t *j, *chk;
 
 	transcode = g->sc->transcode;
@@ -289,9 +289,15 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 			latemax = bench_prom_hist_quantile_ms(&ha, &hb, 1.0);
 		}
 		else {
-			late50 = bench_hist_quantile_ms(&g->arr_late, 0.5);
-			late99 = bench_hist_quantile_ms(&g->arr_late, 0.99);
-			latemax = g->arr_late.max_us / 1000;
+			/* mix: per tick; transcode/relay: per packet */
+			const struct bench_hist *h = transcode ?
+				&g->arr_late : &g->tick_late;
+
+			late_src = transcode ? "arrivals per packet" :
+				"arrivals per tick";
+			late50 = bench_hist_quantile_ms(h, 0.5);
+			late99 = bench_hist_quantile_ms(h, 0.99);
+			latemax = h->max_us / 1000;
 		}
 	}
 	loss = loss_out;
@@ -327,6 +333,9 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 			    num_or_null(latemax, 1));
 	json_object_set_new(j, "tick_lateness_source",
 			    json_string(late_src));
+	json_object_set_new(j, "delivery_lateness_p99_ms",
+			    num_or_null(bench_hist_quantile_ms(&g->arr_late,
+							       0.99), 1));
 	json_object_set_new(j, "timestamp_jumps",
 			    json_integer((json_int_t)rebases));
 	json_object_set_new(j, "loss_pct", num_or_null(loss, 1));
