@@ -240,9 +240,21 @@ void leg_recv_cb(int fd, short what, void *arg)
 			else
 				leg_process(l, k, &src, t0 / 1000);
 		}
+		/* a socket error (ICMP, EINTR) is reported alone: the
+		 * queue may still hold datagrams */
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			continue;
 		if (n < WORKER_RECV_BATCH)
 			break;
 	}
+	/*
+	 * The socket's event is edge-triggered (no poll of every socket
+	 * again after each wake-up): a short batch means it was drained,
+	 * and a new datagram raises a new edge.  After a burst of full
+	 * batches the rest waits one loop pass, after the other sockets.
+	 */
+	if (rounds == 4)
+		event_active(l->ev, EV_READ, 1);
 	worker_flush(w);
 	worker_busy(w, t0, now_ns());
 }
@@ -305,6 +317,7 @@ static void *worker_main(void *arg)
 int worker_start(struct worker *w, struct bridge *b, unsigned idx,
 		 size_t pool_bufs)
 {
+	struct event_config *ecfg;
 	unsigned i;
 	int err;
 
@@ -328,7 +341,18 @@ int worker_start(struct worker *w, struct bridge *b, unsigned idx,
 	/* the receive batch's buffers are not part of the published pool */
 	w->pool.n = w->pool.nfree;
 	w->pool.low = w->pool.nfree;
-	w->base = event_base_new();
+	/*
+	 * The process enables libevent's locking for the control thread's
+	 * base; a worker's base is only ever touched by its own thread (the
+	 * control thread talks through the pipe), so it goes without: the
+	 * packet path takes no lock, libevent's included.
+	 */
+	ecfg = event_config_new();
+	if (!ecfg)
+		return ENOMEM;
+	event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK);
+	w->base = event_base_new_with_config(ecfg);
+	event_config_free(ecfg);
 	if (!w->base)
 		return ENOMEM;
 	if (pipe2(w->cmd_pipe, O_CLOEXEC))
