@@ -273,6 +273,7 @@ struct worker {
 	int sfd[WORKER_SEND_BATCH];
 	unsigned nsend;
 	uint64_t cur_now_us;
+	int stop;
 };
 
 typedef void (conf_tick_h)(struct conf *c, uint64_t grid_us);
