@@ -433,8 +433,8 @@ int leg_create(struct leg **legp, struct conf *c,
 	err = mix_leg_add(c->mix, &l->ml, &mc, l);
 	if (err)
 		goto out;
-	l->ev = event_new(c->w->base, fd, EV_READ | EV_PERSIST, leg_recv_cb,
-			  l);
+	l->ev = event_new(c->w->base, fd, EV_READ | EV_PERSIST | EV_ET,
+			  leg_recv_cb, l);
 	if (!l->ev) {
 		err = ENOMEM;
 		goto out;

@@ -113,7 +113,8 @@ void worker_arm(struct worker *w)
  * grid (start + k * ptime), so ticks never drift; a wake-up that comes
  * late runs every tick that is due, with its grid time, instead of
  * skipping any.  Only after a stall of more than a second (suspend, debug
- * stop) does a conference jump to the present.  Returns the ticks run.
+ * stop) does a conference jump to the last grid point before the
+ * present.  Returns the ticks run.
  */
 unsigned conf_clock_run(struct conf *c, uint64_t now_us,
 			conf_tick_h *tick, struct worker_stats *st)
@@ -122,7 +123,9 @@ unsigned conf_clock_run(struct conf *c, uint64_t now_us,
 	unsigned n = 0;
 
 	if (c->next_tick_us + 1000000u < now_us) {
-		c->next_tick_us = now_us;
+		/* the last grid point: the phase shared with others stays */
+		c->next_tick_us += (now_us - c->next_tick_us) / period *
+			period;
 		st->resyncs++;
 	}
 	if (c->next_tick_us + period <= now_us)
@@ -237,11 +240,40 @@ void leg_recv_cb(int fd, short what, void *arg)
 			else
 				leg_process(l, k, &src, t0 / 1000);
 		}
+		/* a socket error (ICMP, EINTR) is reported alone: the
+		 * queue may still hold datagrams */
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			continue;
 		if (n < WORKER_RECV_BATCH)
 			break;
 	}
-	worker_flush(w);
+	/*
+	 * The socket's event is edge-triggered (no poll of every socket
+	 * again after each wake-up): a short batch means it was drained,
+	 * and a new datagram raises a new edge.  After a burst of full
+	 * batches the rest waits one loop pass, after the other sockets.
+	 */
+	if (rounds == 4)
+		event_active(l->ev, EV_READ, 1);
 	worker_busy(w, t0, now_ns());
+}
+
+/**
+ * A new conference's first deadline, on a grid shared with the worker's
+ * other conferences so that one timer wake-up serves many of them.  A
+ * TRANSCODE conference's tick only sends RTCP (its packets go through
+ * the mixer as they arrive): all of them share the phase of the ptime
+ * grid.  MIX conferences keep spreading their mixing work over the
+ * period, but on whole milliseconds: at most ptime phases, so at most
+ * 1000 clock wake-ups a second however many conferences there are.
+ */
+uint64_t conf_first_tick(const struct conf *c, uint64_t now_us)
+{
+	uint64_t period = (uint64_t)c->ptime * 1000;
+
+	if (c->mode != MODE_MIX)
+		return (now_us / period + 1) * period;
+	return ((now_us + period) / 1000 + 1) * 1000;
 }
 
 /** Put a conference on this worker's clock (worker thread) */
@@ -250,7 +282,7 @@ void worker_conf_attach(struct worker *w, struct conf *c)
 	c->w = w;
 	c->next = w->confs;
 	w->confs = c;
-	c->next_tick_us = bridge_now_us() + (uint64_t)c->ptime * 1000;
+	c->next_tick_us = conf_first_tick(c, bridge_now_us());
 	atomic_fetch_add(&w->nconfs, 1);
 	worker_arm(w);
 }
@@ -271,12 +303,27 @@ void worker_conf_detach(struct worker *w, struct conf *c)
 	worker_arm(w);
 }
 
+/*
+ * The loop.  The packets a pass of the loop produced (every socket that
+ * was ready, the clock) go out together at its end: back-to-back sends
+ * wake a sleeping peer once rather than once per packet, at the cost of
+ * the pass's own duration (microseconds) for the first of them.
+ */
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
 	w->st.window_start_ns = now_ns();
-	event_base_dispatch(w->base);
+	while (!w->stop) {
+		if (event_base_loop(w->base, EVLOOP_ONCE) < 0)
+			break;
+		if (w->nsend) {
+			uint64_t t0 = now_ns();
+
+			worker_flush(w);
+			worker_busy(w, t0, now_ns());
+		}
+	}
 	return NULL;
 }
 
@@ -284,6 +331,7 @@ static void *worker_main(void *arg)
 int worker_start(struct worker *w, struct bridge *b, unsigned idx,
 		 size_t pool_bufs)
 {
+	struct event_config *ecfg;
 	unsigned i;
 	int err;
 
@@ -307,7 +355,18 @@ int worker_start(struct worker *w, struct bridge *b, unsigned idx,
 	/* the receive batch's buffers are not part of the published pool */
 	w->pool.n = w->pool.nfree;
 	w->pool.low = w->pool.nfree;
-	w->base = event_base_new();
+	/*
+	 * The process enables libevent's locking for the control thread's
+	 * base; a worker's base is only ever touched by its own thread (the
+	 * control thread talks through the pipe), so it goes without: the
+	 * packet path takes no lock, libevent's included.
+	 */
+	ecfg = event_config_new();
+	if (!ecfg)
+		return ENOMEM;
+	event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK);
+	w->base = event_base_new_with_config(ecfg);
+	event_config_free(ecfg);
 	if (!w->base)
 		return ENOMEM;
 	if (pipe2(w->cmd_pipe, O_CLOEXEC))
@@ -336,6 +395,7 @@ int worker_start(struct worker *w, struct bridge *b, unsigned idx,
 static void stop_call(struct worker *w, void *arg)
 {
 	(void)arg;
+	w->stop = 1;
 	event_base_loopbreak(w->base);
 }
 
