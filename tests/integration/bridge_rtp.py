@@ -193,11 +193,13 @@ try:
     b.level = 0
     for p in parts:
         p.rx_audio = []
-    bt.run_media(parts, 2.5)
+    # 3.5 s, judged after 2 s: the switch waits out the talker hysteresis,
+    # and a loaded machine delays the Python senders
+    bt.run_media(parts, 3.5)
     st, conf = br.get("r2")
     T.check(conf["talkers"] == [b.leg_id], "bob (level 0) takes over: %s"
             % conf["talkers"])
-    pc = [bt.band_power(c.audio(1.5), f) for _, f in names]
+    pc = [bt.band_power(c.audio(2.0), f) for _, f in names]
     T.check(pc[1] > 0.5 and pc[0] < 0.01, "carol now hears bob, not alice")
 
     # ---- RFC 6904: an encrypted level is decrypted before it is used ----
@@ -231,8 +233,9 @@ try:
             "bridge verified alice's packets with encrypted extensions")
     conf = during[0]
     la = [x for x in conf["legs"] if x["leg"] == a.leg_id][0]
-    # a level read without decryption would be noise, averaging -63 dBov
-    T.check(la["level_dbov"] > -6, "the mixer got alice's decrypted level "
+    # a level read without decryption would be noise, averaging -63 dBov;
+    # the decrypted 0 dBov reaches the smoothed level within a few dB
+    T.check(la["level_dbov"] > -20, "the mixer got alice's decrypted level "
             "-0 dBov (%.1f)" % la["level_dbov"])
     T.check(conf["talkers"] == [a.leg_id], "alice is the talker: %s" %
             conf["talkers"])
