@@ -101,9 +101,15 @@ $(BUILD)/lib/%.a:
 
 all: $(SRTP_LIB) $(BINS) $(TEST_BINS) $(FUZZ_REPLAY)
 
-$(SRTP_LIB):
-	@echo "libsrtp2 (OpenSSL build) missing: run 'make deps'" >&2
-	@exit 1
+# Our patches to libsrtp2 (scripts/patches/): a changed one rebuilds it.
+SRTP_PATCHES := $(wildcard scripts/patches/libsrtp2-*.patch)
+$(SRTP_LIB): $(SRTP_PATCHES)
+	@if [ -f $@ ]; then \
+		SRTP_PREFIX=$(SRTP_PREFIX) bash scripts/deps.sh srtp; \
+	else \
+		echo "libsrtp2 (OpenSSL build) missing: run 'make deps'" >&2; \
+		exit 1; \
+	fi
 
 deps:
 	bash scripts/deps.sh

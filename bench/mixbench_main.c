@@ -24,6 +24,7 @@
  *   opus100           100 Opus 48 kHz legs, 3 talkers, levels
  *   tc-8k             Opus <-> PCMU transcoder, 8 kHz internal rate
  *   tc-48k            the same through 48 kHz (for comparison)
+ * Non-talkers send room noise at about -60 dBov (under the VAD).
  * and the sweeps behind the defaults:
  *   complexity        Opus encode cost per 20 ms frame, complexity 0..10
  *   resampler         speexdsp quality 0..10: cost and quality
@@ -104,6 +105,7 @@ static int make_packets(struct pkt *p, enum mix_codec codec, unsigned rate,
 	unsigned n = rate / 50, i, j;
 	uint64_t t0 = 0;
 	OpusEncoder *e = NULL;
+	uint32_t ns = 12345u + seed;
 	int err;
 
 	if (codec == MIX_CODEC_OPUS) {
@@ -118,10 +120,16 @@ static int make_packets(struct pkt *p, enum mix_codec codec, unsigned rate,
 	for (i = 0; i < PKTS; i++) {
 		double en = 0;
 
-		if (talker)
+		if (talker) {
 			speech(x, n, rate, &t0, seed);
-		else
-			memset(x, 0, sizeof(x));
+		}
+		else {
+			/* room noise around -60 dBov: below the VAD */
+			for (j = 0; j < n; j++) {
+				ns = ns * 1664525u + 1013904223u;
+				x[j] = (int16_t)((int32_t)(ns >> 16) % 61 - 30);
+			}
+		}
 		for (j = 0; j < n; j++)
 			en += (double)x[j] * x[j];
 		en /= n * 32768.0 * 32768.0;

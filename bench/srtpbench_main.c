@@ -39,6 +39,7 @@ struct opts {
 	unsigned sessions[8];
 	int n_sessions;
 	double seconds;
+	unsigned long packets;  /* -k: fixed packet count per cell, or 0 */
 	int want_openssl, want_debian, want_keyleg;
 	const char *debian_lib;
 };
@@ -190,13 +191,39 @@ struct cell {
 	double cpu_ns, wall_ns;   /* per packet */
 };
 
-/* Round-robin over n live sessions for about `seconds` of CPU time */
+/*
+ * `count` packets round-robin from session *ip on.  Kept out of line so
+ * that callgrind can count the packet path alone:
+ * valgrind --tool=callgrind --toggle-collect=srtpbench_loop ... -k N
+ */
+static __attribute__((noinline, noclone)) int
+srtpbench_loop(const struct api *a, struct sess *s, unsigned n,
+	       uint32_t *w, unsigned long count, unsigned *ip)
+{
+	unsigned long k;
+	unsigned i = *ip;
+
+	for (k = 0; k < count; k++) {
+		if (one(a, s, i, w))
+			return -1;
+		if (++i == n)
+			i = 0;
+	}
+	*ip = i;
+	return 0;
+}
+
+/*
+ * Round-robin over n live sessions for about `seconds` of CPU time, or
+ * for exactly `packets` packets when that is not 0
+ */
 static void run_cell(const struct api *a, enum keyleg_profile p,
-		     unsigned n, double seconds, struct cell *c)
+		     unsigned n, double seconds, unsigned long packets,
+		     struct cell *c)
 {
 	uint32_t w[(PKT_BUF + 3) / 4];
 	struct sess *s = calloc(n, sizeof(*s));
-	unsigned long count = 0, k;
+	unsigned long count = 0;
 	double t0, t1, w0;
 	unsigned i = 0;
 
@@ -211,13 +238,15 @@ static void run_cell(const struct api *a, enum keyleg_profile p,
 	i = 0;
 	w0 = now_s();
 	t0 = cpu_s();
-	do {
-		for (k = 0; k < 256; k++) {
-			if (one(a, s, i, w))
-				goto fail;
-			if (++i == n)
-				i = 0;
-		}
+	if (packets) {
+		if (srtpbench_loop(a, s, n, w, packets, &i))
+			goto fail;
+		count = packets;
+		t1 = cpu_s();
+	}
+	else do {
+		if (srtpbench_loop(a, s, n, w, 256, &i))
+			goto fail;
 		count += 256;
 		t1 = cpu_s();
 	} while (t1 - t0 < seconds);
@@ -268,13 +297,15 @@ static void usage(void)
 {
 	fprintf(stderr,
 "usage: srtpbench [-b openssl|debian|keyleg|all] [-p PROFILE|all]...\n"
-"                 [-n N[,N...]] [-t SECONDS] [-l LIBSRTP2_SO]\n"
+"                 [-n N[,N...]] [-t SECONDS | -k PACKETS] [-l LIBSRTP2_SO]\n"
 "  protect+unprotect of one RTP packet (%d-byte payload) per call,\n"
 "  round-robin over N live session pairs, for each profile and build.\n"
 "  -b  build(s) to run (repeatable; default all)\n"
 "  -p  SDES profile name (repeatable; default all five)\n"
 "  -n  live session counts (default 1,100,1000)\n"
 "  -t  CPU seconds per cell (default 0.05)\n"
+"  -k  exactly PACKETS per cell instead (for callgrind: only the function\n"
+"      srtpbench_loop runs the packets, after warm-up)\n"
 "  -l  Debian's NSS libsrtp2 (default libsrtp2.so.1)\n", PAYLOAD);
 }
 
@@ -309,7 +340,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	o->seconds = 0.05;
 	o->debian_lib = "libsrtp2.so.1";
 	parse_sessions(o, "1,100,1000");
-	while ((c = getopt(argc, argv, "b:p:n:t:l:h")) != -1) {
+	while ((c = getopt(argc, argv, "b:p:n:t:k:l:h")) != -1) {
 		switch (c) {
 		case 'b':
 			any_b = 1;
@@ -343,6 +374,14 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		case 't':
 			o->seconds = strtod(optarg, &end);
 			if (*end || o->seconds <= 0 || o->seconds > 60)
+				return EINVAL;
+			break;
+		case 'k':
+			errno = 0;
+			o->packets = strtoul(optarg, &end, 10);
+			if (errno || *end || optarg[0] < '0' ||
+			    optarg[0] > '9' || o->packets == 0 ||
+			    o->packets > 100000000UL)
 				return EINVAL;
 			break;
 		case 'l':
@@ -422,7 +461,7 @@ int main(int argc, char **argv)
 				struct cell c;
 
 				run_cell(builds[b], p, o.sessions[k],
-					 o.seconds, &c);
+					 o.seconds, o.packets, &c);
 				printf("%-8s %-24s %8u %9lu %9.0f %9.0f\n",
 				       names[b], keyleg_profile_name(p),
 				       o.sessions[k], c.packets, c.cpu_ns,

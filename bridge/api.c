@@ -25,44 +25,7 @@
 #include "bridge/bridge_int.h"
 #include "kms_nds/kms.h"
 
-#define ERRSZ 256
-
-/* ---- names ---- */
-
-static const char *const dir_names[] = {
-	"sendrecv", "sendonly", "recvonly", "inactive"
-};
-
-const char *dir_name(enum leg_dir d)
-{
-	return d <= DIR_INACTIVE ? dir_names[d] : "?";
-}
-
-/** Codec names as the API spells them (lower case) */
-static const char *codec_api_name(enum mix_codec c)
-{
-	static const char *const names[] = {"opus", "pcmu", "pcma", "g722"};
-
-	return (unsigned)c < 4 ? names[c] : "?";
-}
-
-const char *mode_name(enum conf_mode m)
-{
-	return m == MODE_MIX ? "mix" : "transcode";
-}
-
-static int dir_parse(const char *s, enum leg_dir *dp)
-{
-	unsigned i;
-
-	for (i = 0; i <= DIR_INACTIVE; i++) {
-		if (!strcmp(s, dir_names[i])) {
-			*dp = (enum leg_dir)i;
-			return 0;
-		}
-	}
-	return EINVAL;
-}
+#define ERRSZ API_ERRSZ
 
 /* ---- replies ---- */
 
@@ -152,323 +115,6 @@ static json_t *read_body(struct evhttp_request *req, char *err)
 		return NULL;
 	}
 	return j;
-}
-
-/*
- * Field getters.  They return 0 (absent fields leave *v alone) or an
- * HTTP status: 400 for a wrong type, with the message in err.
- */
-static int get_str(json_t *o, const char *key, const char **v, int req,
-		   char *err)
-{
-	json_t *x = json_object_get(o, key);
-
-	if (!x || json_is_null(x)) {
-		if (req) {
-			snprintf(err, ERRSZ, "'%s' is required", key);
-			return 400;
-		}
-		return 0;
-	}
-	if (!json_is_string(x)) {
-		snprintf(err, ERRSZ, "'%s' must be a string", key);
-		return 400;
-	}
-	*v = json_string_value(x);
-	return 0;
-}
-
-static int get_int(json_t *o, const char *key, long long *v, char *err)
-{
-	json_t *x = json_object_get(o, key);
-
-	if (!x || json_is_null(x))
-		return 0;
-	if (!json_is_integer(x)) {
-		snprintf(err, ERRSZ, "'%s' must be an integer", key);
-		return 400;
-	}
-	*v = json_integer_value(x);
-	return 0;
-}
-
-static int get_num(json_t *o, const char *key, double *v, int *present,
-		   char *err)
-{
-	json_t *x = json_object_get(o, key);
-
-	if (!x || json_is_null(x))
-		return 0;
-	if (!json_is_number(x)) {
-		snprintf(err, ERRSZ, "'%s' must be a number", key);
-		return 400;
-	}
-	*v = json_number_value(x);
-	*present = 1;
-	return 0;
-}
-
-static int get_bool(json_t *o, const char *key, int *v, int *present,
-		    char *err)
-{
-	json_t *x = json_object_get(o, key);
-
-	if (!x || json_is_null(x))
-		return 0;
-	if (!json_is_boolean(x)) {
-		snprintf(err, ERRSZ, "'%s' must be true or false", key);
-		return 400;
-	}
-	*v = json_is_true(x);
-	if (present)
-		*present = 1;
-	return 0;
-}
-
-/** Identifiers travel in URL paths: keep them to a safe alphabet */
-static int id_valid(const char *s)
-{
-	size_t i, n = strlen(s);
-
-	if (n == 0 || n >= 128)
-		return 0;
-	for (i = 0; i < n; i++) {
-		char ch = s[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || strchr("._~:@+-", ch)))
-			return 0;
-	}
-	return 1;
-}
-
-static int b64_val(char ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
-}
-
-/**
- * Standard base64 (RFC 4648 section 4) into out, as docs/keys.md spells
- * inline keys: '=' padding optional but complete if present, unused low
- * bits zero, nothing else.  EINVAL if malformed, ENOSPC if too long.
- */
-static int b64_decode(const char *s, uint8_t *out, size_t cap, size_t *lenp)
-{
-	size_t n = strlen(s), pad = 0, i, o = 0;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-
-	while (n > 0 && s[n - 1] == '=' && pad < 2) {
-		n--;
-		pad++;
-	}
-	if (n == 0 || n % 4 == 1 || (pad && (n + pad) % 4))
-		return EINVAL;
-	for (i = 0; i < n; i++) {
-		int v = b64_val(s[i]);
-
-		if (v < 0)
-			return EINVAL;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (o == cap)
-				return ENOSPC;
-			out[o++] = (uint8_t)(acc >> bits);
-		}
-	}
-	if (acc & ((1u << bits) - 1))
-		return EINVAL; /* unused bits must be zero */
-	*lenp = o;
-	return 0;
-}
-
-/** One inline key||salt for a profile: 400 bad base64, 422 bad length */
-static int inline_key(const char *what, const char *b64,
-		      enum keyleg_profile profile, struct keyleg_keysalt *ks,
-		      char *err)
-{
-	size_t want = keyleg_profile_key_len(profile) +
-		keyleg_profile_salt_len(profile);
-	uint8_t tmp[128];
-	size_t n = 0;
-	int e;
-
-	e = b64_decode(b64, tmp, sizeof(tmp), &n);
-	if (e == EINVAL) {
-		snprintf(err, ERRSZ, "key %s: bad base64", what);
-		return 400;
-	}
-	if (e || n != want) {
-		keyleg_wipe(tmp, sizeof(tmp));
-		snprintf(err, ERRSZ, "key %s: %zu bytes, but %s needs %zu "
-			 "(master key || salt)", what, e ? sizeof(tmp) : n,
-			 keyleg_profile_name(profile), want);
-		return 422;
-	}
-	memcpy(ks->b, tmp, n);
-	ks->len = n;
-	keyleg_wipe(tmp, sizeof(tmp));
-	return 0;
-}
-
-/** "inline": {"rx": ..., "tx": ...} */
-static int parse_inline(json_t *in, enum keyleg_profile profile,
-			struct leg_params *par, char *err)
-{
-	const char *rx = NULL, *tx = NULL;
-	int st;
-
-	if (!json_is_object(in)) {
-		snprintf(err, ERRSZ, "'inline' must be an object");
-		return 400;
-	}
-	if ((st = get_str(in, "rx", &rx, 1, err)) ||
-	    (st = get_str(in, "tx", &tx, 1, err)))
-		return st;
-	if ((st = inline_key("rx", rx, profile, &par->rx, err)) ||
-	    (st = inline_key("tx", tx, profile, &par->tx, err)))
-		return st;
-	return 0;
-}
-
-/** "key": {"inline": ...} or {"kms": {"conference", "participant"}} */
-static int parse_key(json_t *key, struct leg_params *par, char *err)
-{
-	json_t *in, *kms;
-	const char *cref = NULL, *who = NULL;
-	int st;
-
-	if (!json_is_object(key)) {
-		snprintf(err, ERRSZ, "'key' must be an object");
-		return 400;
-	}
-	in = json_object_get(key, "inline");
-	kms = json_object_get(key, "kms");
-	if ((in && kms) || (!in && !kms)) {
-		snprintf(err, ERRSZ, "'key' needs exactly one of 'inline' "
-			 "and 'kms'");
-		return 400;
-	}
-	if (in)
-		return parse_inline(in, par->profile, par, err);
-	if (!json_is_object(kms)) {
-		snprintf(err, ERRSZ, "'kms' must be an object");
-		return 400;
-	}
-	if ((st = get_str(kms, "conference", &cref, 1, err)) ||
-	    (st = get_str(kms, "participant", &who, 1, err)))
-		return st;
-	if (strlen(cref) >= sizeof(par->kms_conf) || !*cref ||
-	    strlen(who) >= sizeof(par->kms_participant) || !*who) {
-		snprintf(err, ERRSZ, "'kms' conference/participant empty or "
-			 "too long");
-		return 400;
-	}
-	par->kms = 1;
-	snprintf(par->kms_conf, sizeof(par->kms_conf), "%s", cref);
-	snprintf(par->kms_participant, sizeof(par->kms_participant), "%s",
-		 who);
-	return 0;
-}
-
-static int parse_srtp(json_t *s, struct leg_params *par, char *err)
-{
-	const char *prof = NULL;
-	json_t *ext, *key;
-	int st;
-
-	if (!s || json_is_null(s))
-		return 0;
-	if (!json_is_object(s)) {
-		snprintf(err, ERRSZ, "'srtp' must be null or an object");
-		return 400;
-	}
-	par->srtp = 1;
-	if ((st = get_str(s, "profile", &prof, 1, err)))
-		return st;
-	if (keyleg_profile_parse(prof, &par->profile)) {
-		snprintf(err, ERRSZ, "unsupported SRTP profile '%s'", prof);
-		return 422;
-	}
-	ext = json_object_get(s, "encrypted_ext");
-	if (ext && !json_is_null(ext)) {
-		size_t i;
-		json_t *x;
-
-		if (!json_is_array(ext)) {
-			snprintf(err, ERRSZ, "'encrypted_ext' must be an "
-				 "array of integers");
-			return 400;
-		}
-		json_array_foreach(ext, i, x) {
-			long long id;
-
-			if (!json_is_integer(x)) {
-				snprintf(err, ERRSZ, "'encrypted_ext' must "
-					 "be an array of integers");
-				return 400;
-			}
-			id = json_integer_value(x);
-			if (id < 1 || id > 14 ||
-			    par->kopts.n_enc_ext >= KEYLEG_MAX_ENC_EXT) {
-				snprintf(err, ERRSZ, "'encrypted_ext' ids "
-					 "must be 1..14");
-				return 422;
-			}
-			par->kopts.enc_ext[par->kopts.n_enc_ext++] =
-				(uint8_t)id;
-		}
-	}
-	key = json_object_get(s, "key");
-	if (!key) {
-		snprintf(err, ERRSZ, "'srtp' needs a 'key'");
-		return 400;
-	}
-	return parse_key(key, par, err);
-}
-
-static int parse_opus(json_t *o, struct opus_opts *op, char *err)
-{
-	long long cx = op->complexity, br = op->bitrate;
-	int fec = op->fec, dtx = op->dtx, st;
-
-	if (!o || json_is_null(o))
-		return 0;
-	if (!json_is_object(o)) {
-		snprintf(err, ERRSZ, "'opus' must be an object");
-		return 400;
-	}
-	if ((st = get_int(o, "complexity", &cx, err)) ||
-	    (st = get_int(o, "bitrate", &br, err)) ||
-	    (st = get_bool(o, "fec", &fec, NULL, err)) ||
-	    (st = get_bool(o, "dtx", &dtx, NULL, err)))
-		return st;
-	if (cx < 0 || cx > 10) {
-		snprintf(err, ERRSZ, "opus complexity must be 0..10");
-		return 422;
-	}
-	if (br != 0 && (br < 6000 || br > 510000)) {
-		snprintf(err, ERRSZ, "opus bitrate must be 0 (auto) or "
-			 "6000..510000");
-		return 422;
-	}
-	op->complexity = (int)cx;
-	op->bitrate = (int)br;
-	op->fec = fec;
-	op->dtx = dtx;
-	return 0;
 }
 
 /* ---- registry (control thread) ---- */
@@ -705,14 +351,14 @@ static void h_conf_create(struct bridge *b, struct evhttp_request *req)
 	c->opus.bitrate = def.opus.bitrate;
 	c->opus.fec = def.opus.fec;
 	c->opus.dtx = def.opus.dtx;
-	if ((st = get_str(j, "id", &id, 1, err)) ||
-	    (st = get_str(j, "mode", &mode, 0, err)) ||
-	    (st = get_int(j, "rate", &rate, err)) ||
-	    (st = get_int(j, "ptime", &ptime, err)) ||
-	    (st = get_int(j, "max_talkers", &talkers, err)) ||
-	    (st = parse_opus(json_object_get(j, "opus"), &c->opus, err)))
+	if ((st = apij_get_str(j, "id", &id, 1, err)) ||
+	    (st = apij_get_str(j, "mode", &mode, 0, err)) ||
+	    (st = apij_get_int(j, "rate", &rate, err)) ||
+	    (st = apij_get_int(j, "ptime", &ptime, err)) ||
+	    (st = apij_get_int(j, "max_talkers", &talkers, err)) ||
+	    (st = apij_parse_opus(json_object_get(j, "opus"), &c->opus, err)))
 		goto fail;
-	if (!id_valid(id)) {
+	if (!apij_id_valid(id)) {
 		st = 400;
 		snprintf(err, ERRSZ, "'id' must be 1..127 characters of "
 			 "A-Z a-z 0-9 . _ ~ : @ + -");
@@ -853,154 +499,194 @@ static int kms_status(int e)
 	}
 }
 
-static int parse_leg(json_t *j, struct conf *c, struct leg_params *par,
-		     char *err)
-{
-	const char *who = NULL, *codec = NULL, *remote = NULL, *dir = NULL;
-	long long rate = -1, ptime = -1, pt = -1, lvl = 0, te = -1;
-	json_t *jo;
-	int st;
-
-	memset(par, 0, sizeof(*par));
-	par->te_pt = -1;
-	if ((st = get_str(j, "participant", &who, 1, err)) ||
-	    (st = get_str(j, "codec", &codec, 1, err)) ||
-	    (st = get_str(j, "remote", &remote, 1, err)) ||
-	    (st = get_str(j, "direction", &dir, 0, err)) ||
-	    (st = get_int(j, "rate", &rate, err)) ||
-	    (st = get_int(j, "ptime", &ptime, err)) ||
-	    (st = get_int(j, "payload_type", &pt, err)) ||
-	    (st = get_int(j, "audio_level_ext", &lvl, err)) ||
-	    (st = get_int(j, "telephone_event_pt", &te, err)))
-		return st;
-	if (!*who || strlen(who) >= sizeof(par->participant)) {
-		snprintf(err, ERRSZ, "'participant' empty or too long");
-		return 400;
-	}
-	snprintf(par->participant, sizeof(par->participant), "%s", who);
-	if (baddr_parse(&par->remote, remote) ||
-	    baddr_port(&par->remote) == 0) {
-		snprintf(err, ERRSZ, "'remote' must be IPv4:PORT or "
-			 "[IPv6]:PORT, got '%s'", remote);
-		return 400;
-	}
-	if (mix_codec_parse(codec, &par->codec)) {
-		snprintf(err, ERRSZ, "unsupported codec '%s' (opus, pcmu, "
-			 "pcma, g722)", codec);
-		return 422;
-	}
-	if (rate < 0)
-		rate = par->codec == MIX_CODEC_OPUS ? 48000 :
-			par->codec == MIX_CODEC_G722 ? 16000 : 8000;
-	if ((par->codec == MIX_CODEC_OPUS && rate != 8000 && rate != 12000 &&
-	     rate != 16000 && rate != 24000 && rate != 48000) ||
-	    ((par->codec == MIX_CODEC_PCMU || par->codec == MIX_CODEC_PCMA) &&
-	     rate != 8000) ||
-	    (par->codec == MIX_CODEC_G722 && rate != 16000)) {
-		snprintf(err, ERRSZ, "unsupported rate %lld for %s", rate,
-			 codec);
-		return 422;
-	}
-	par->rate = (unsigned)rate;
-	if (ptime < 0)
-		ptime = c->ptime;
-	if (ptime < 10 || ptime > MIX_PTIME_MAX || ptime % c->ptime) {
-		snprintf(err, ERRSZ, "unsupported ptime %lld (a multiple of "
-			 "the conference's %u ms, at most %d)", ptime,
-			 c->ptime, MIX_PTIME_MAX);
-		return 422;
-	}
-	par->ptime = (unsigned)ptime;
-	if (pt < 0)
-		pt = mix_codec_static_pt(par->codec) >= 0 ?
-			mix_codec_static_pt(par->codec) : 111;
-	if (pt > 127 || (pt >= 64 && pt <= 95)) {
-		snprintf(err, ERRSZ, "payload_type must be 0..127 and not "
-			 "64..95 (RTCP with rtcp-mux)");
-		return 422;
-	}
-	par->pt = (unsigned)pt;
-	if (lvl < 0 || lvl > 14) {
-		snprintf(err, ERRSZ, "audio_level_ext must be 1..14");
-		return 422;
-	}
-	par->level_ext = (int)lvl;
-	if (te != -1 && (te < 0 || te > 127 || te == pt ||
-			 (te >= 64 && te <= 95))) {
-		snprintf(err, ERRSZ, "telephone_event_pt must be 0..127, "
-			 "not 64..95 and not the audio payload type");
-		return 422;
-	}
-	par->te_pt = (int)te;
-	par->dir = DIR_SENDRECV;
-	if (dir && dir_parse(dir, &par->dir)) {
-		snprintf(err, ERRSZ, "unsupported direction '%s'", dir);
-		return 422;
-	}
-	jo = json_object_get(j, "opus");
-	if (jo && !json_is_null(jo)) {
-		/* overrides start from the conference's settings */
-		par->opus = c->opus;
-		st = parse_opus(jo, &par->opus, err);
-		if (st)
-			return st;
-		par->opus_override = 1;
-	}
-	return parse_srtp(json_object_get(j, "srtp"), par, err);
-}
-
-/** Fetch a leg key over NDS and derive both directions by role */
-int bridge_kms_fetch(struct bridge *b, const char *conf_ref,
-		     const char *participant, enum keyleg_profile profile,
-		     struct keyleg_keysalt *rx, struct keyleg_keysalt *tx,
-		     uint64_t *generation, char *err, size_t errsz)
-{
-	uint8_t key[KMS_NDS_KEY_MAX];
-	size_t klen = sizeof(key);
-	uint32_t gen = 0;
-	int e;
-
-	if (!b->kms) {
-		snprintf(err, errsz, "no KMS configured (start bridged with "
-			 "--kms and the --nds-* files)");
-		return ENOTCONN;
-	}
-	b->kms_fetches++;
-	e = kmslink_fetch(b, conf_ref, participant, key, &klen, &gen, err,
-			  errsz);
-	if (e) {
-		b->kms_failures++;
-		if (!err[0])
-			snprintf(err, errsz, "KMS: %s", strerror(e));
-		keyleg_wipe(key, sizeof(key));
-		return e;
-	}
-	e = keyleg_derive(key, klen, profile, KEYLEG_FLOW_CONFERENCE,
-			  KEYLEG_SIDE_BRIDGE, rx, tx);
-	keyleg_wipe(key, sizeof(key));
-	if (e) {
-		snprintf(err, errsz, "deriving SRTP keys from the KMS leg "
-			 "key failed: %s", strerror(e));
-		return EPROTO;
-	}
-	*generation = gen;
-	return 0;
-}
-
 static int worker_overloaded(struct bridge *b, struct worker *w)
 {
 	return atomic_load(&w->nlegs) >= b->cfg.max_legs_per_worker ||
 		atomic_load(&w->load_permille) >= b->cfg.max_load_permille;
 }
 
+/*
+ * A request waiting for the KMS thread.  The HTTP request may go away
+ * meanwhile (client gone): the connection's close callback clears req,
+ * and the continuation then only cleans up.
+ */
+struct pending {
+	struct bridge *b;
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon;
+	char conf_id[128];
+	char leg_id[24];
+	struct leg_params *par;
+	struct call_conf cc;
+	struct kms_job job;
+};
+
+static void pending_gone(struct evhttp_connection *evcon, void *arg)
+{
+	struct pending *p = arg;
+	(void)evcon;
+
+	p->req = NULL;
+	p->evcon = NULL;
+}
+
+static struct pending *pending_new(struct bridge *b,
+				   struct evhttp_request *req,
+				   const struct conf *c)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->b = b;
+	p->req = req;
+	p->evcon = evhttp_request_get_connection(req);
+	if (p->evcon)
+		evhttp_connection_set_closecb(p->evcon, pending_gone, p);
+	snprintf(p->conf_id, sizeof(p->conf_id), "%s", c->id);
+	p->job.done = NULL;
+	p->job.arg = p;
+	return p;
+}
+
+static void pending_free(struct pending *p)
+{
+	if (p->evcon)
+		evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+	if (p->par) {
+		keyleg_wipe(p->par, sizeof(*p->par));
+		free(p->par);
+	}
+	json_decref(p->cc.out);
+	keyleg_wipe(p, sizeof(*p));
+	free(p);
+}
+
+/** Map a KMS job's error to a status and message */
+static int kms_job_error(const struct kms_job *job, char *err)
+{
+	int st = job->err == ECANCELED ? 503 : kms_status(job->err);
+
+	snprintf(err, ERRSZ, "%s KMS: %s", st == 503 ?
+		 "cannot reach the" : "refused by the", job->msg);
+	return st;
+}
+
+/** Second half of a leg request: socket, worker, reply.  0 or status */
+static int leg_add_finish(struct bridge *b, struct evhttp_request *req,
+			  struct conf *c, struct leg_params *par, char *err)
+{
+	struct call_conf cc;
+	int e, st;
+
+	memset(&cc, 0, sizeof(cc));
+	cc.fd = -1;
+	if (worker_overloaded(b, c->w)) {
+		b->legs_refused++;
+		snprintf(err, ERRSZ, "overload: worker %u is near its tick "
+			 "budget or leg limit; leg refused", c->w->idx);
+		return 503;
+	}
+	e = ports_open(&b->ports, &par->remote, &cc.fd, &cc.local, &cc.port);
+	if (e) {
+		snprintf(err, ERRSZ, e == EHOSTUNREACH ?
+			 "no route to the remote address" : e ==
+			 EADDRNOTAVAIL ? "RTP port range %u-%u exhausted" :
+			 "cannot open a leg socket", b->ports.lo,
+			 b->ports.hi);
+		return e == EHOSTUNREACH ? 422 : 503;
+	}
+	cc.c = c;
+	cc.par = par;
+	worker_call(c->w, call_leg_add, &cc);
+	if (cc.err) {
+		ports_release(&b->ports, cc.port);
+		close(cc.fd);
+		st = cc.err == ENOMEM ? 503 : cc.err == ENOSPC ||
+			cc.err == EBUSY || cc.err == E2BIG ? 409 : 422;
+		snprintf(err, ERRSZ, "leg refused: %s%s", strerror(cc.err),
+			 st == 409 ? " (conference full)" : "");
+		return st;
+	}
+	bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s for %s on port "
+		   "%u (%s, %s%s)", c->id,
+		   json_string_value(json_object_get(cc.out, "leg")),
+		   par->participant, cc.port, codec_api_name(par->codec),
+		   par->srtp ? keyleg_profile_name(par->profile) : "plain",
+		   par->kms ? ", key from the KMS" : "");
+	reply_json(req, 201, json_pack(
+		"{s:O, s:O, s:O}", "leg", json_object_get(cc.out, "leg"),
+		"local", json_object_get(cc.out, "local"),
+		"ssrc", json_object_get(cc.out, "ssrc")));
+	json_decref(cc.out);
+	return 0;
+}
+
+static void leg_add_kms_done(struct kms_job *job, void *arg)
+{
+	struct pending *p = arg;
+	struct bridge *b = p->b;
+	char err[ERRSZ];
+	struct conf *c;
+	int st = 0;
+
+	if (!p->req)
+		goto out;          /* the client left; nothing was made */
+	if (job->err) {
+		st = kms_job_error(job, err);
+		goto out;
+	}
+	c = conf_find(b, p->conf_id);
+	if (!c) {
+		st = 404;
+		snprintf(err, ERRSZ, "conference '%s' ended while its key was "
+			 "fetched", p->conf_id);
+		goto out;
+	}
+	p->par->rx = job->rx;
+	p->par->tx = job->tx;
+	p->par->key_generation = job->generation;
+	st = leg_add_finish(b, p->req, c, p->par, err);
+ out:
+	if (st && p->req)
+		reply_error(b, p->req, st, "%s", err);
+	keyleg_wipe(&job->rx, sizeof(job->rx));
+	keyleg_wipe(&job->tx, sizeof(job->tx));
+	pending_free(p);
+}
+
+/** Queue a KMS fetch for p; 0 or a status with err */
+static int kms_queue(struct bridge *b, struct pending *p,
+		     const struct leg_params *par, kms_job_h *done,
+		     char *err)
+{
+	if (!b->kmsl) {
+		snprintf(err, ERRSZ, "cannot reach the KMS: no KMS configured "
+			 "(start bridged with --kms and the --nds-* files)");
+		return 503;
+	}
+	snprintf(p->job.conf_ref, sizeof(p->job.conf_ref), "%s",
+		 par->kms_conf);
+	snprintf(p->job.participant, sizeof(p->job.participant), "%s",
+		 par->kms_participant);
+	p->job.profile = par->profile;
+	p->job.done = done;
+	p->job.arg = p;
+	if (kmslink_submit(b, &p->job)) {
+		snprintf(err, ERRSZ, "cannot reach the KMS: not running");
+		return 503;
+	}
+	return 0;
+}
+
 static void h_leg_add(struct bridge *b, struct evhttp_request *req,
 		      struct conf *c)
 {
 	struct leg_params *par;
-	char err[ERRSZ], kerr[ERRSZ - 40] = "";
-	struct call_conf cc;
+	struct pending *p;
+	char err[ERRSZ];
 	json_t *j;
-	int st = 0, e;
+	int st = 0;
 
 	j = read_body(req, err);
 	if (!j) {
@@ -1013,9 +699,8 @@ static void h_leg_add(struct bridge *b, struct evhttp_request *req,
 		reply_error(b, req, 503, "out of memory");
 		return;
 	}
-	memset(&cc, 0, sizeof(cc));
-	cc.fd = -1;
-	st = parse_leg(j, c, par, err);
+	st = apij_parse_leg(j, c, par, err);
+	json_decref(j);
 	if (st)
 		goto out;
 	if (worker_overloaded(b, c->w)) {
@@ -1026,68 +711,103 @@ static void h_leg_add(struct bridge *b, struct evhttp_request *req,
 		goto out;
 	}
 	if (par->kms) {
-		uint64_t gen = 0;
-
-		e = bridge_kms_fetch(b, par->kms_conf, par->kms_participant,
-				     par->profile, &par->rx, &par->tx, &gen,
-				     kerr, sizeof(kerr));
-		if (e) {
-			st = kms_status(e);
-			snprintf(err, ERRSZ, "%s KMS: %s", st == 503 ?
-				 "cannot reach the" : "refused by the",
-				 kerr);
+		/* the fetch runs on the KMS thread; the answer comes later */
+		p = pending_new(b, req, c);
+		if (!p) {
+			st = 503;
+			snprintf(err, ERRSZ, "out of memory");
 			goto out;
 		}
-		par->key_generation = gen;
+		p->par = par;
+		st = kms_queue(b, p, par, leg_add_kms_done, err);
+		if (st) {
+			p->par = NULL;
+			pending_free(p);
+			goto out;
+		}
+		return;
 	}
-	e = ports_open(&b->ports, &par->remote, &cc.fd, &cc.local, &cc.port);
-	if (e) {
-		st = e == EHOSTUNREACH ? 422 : 503;
-		snprintf(err, ERRSZ, e == EHOSTUNREACH ?
-			 "no route to the remote address" : e ==
-			 EADDRNOTAVAIL ? "RTP port range %u-%u exhausted" :
-			 "cannot open a leg socket", b->ports.lo,
-			 b->ports.hi);
-		goto out;
-	}
-	cc.c = c;
-	cc.par = par;
-	worker_call(c->w, call_leg_add, &cc);
-	if (cc.err) {
-		ports_release(&b->ports, cc.port);
-		close(cc.fd);
-		st = cc.err == ENOMEM ? 503 : cc.err == ENOSPC ||
-			cc.err == EBUSY || cc.err == E2BIG ? 409 : 422;
-		snprintf(err, ERRSZ, "leg refused: %s%s", strerror(cc.err),
-			 st == 409 ? " (conference full)" : "");
-		goto out;
-	}
-	bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s for %s on port "
-		   "%u (%s, %s)", c->id,
-		   json_string_value(json_object_get(cc.out, "leg")),
-		   par->participant, cc.port, codec_api_name(par->codec),
-		   par->srtp ? keyleg_profile_name(par->profile) : "plain");
-	reply_json(req, 201, json_pack(
-		"{s:O, s:O, s:O}", "leg", json_object_get(cc.out, "leg"),
-		"local", json_object_get(cc.out, "local"),
-		"ssrc", json_object_get(cc.out, "ssrc")));
-	json_decref(cc.out);
+	st = leg_add_finish(b, req, c, par, err);
  out:
 	keyleg_wipe(par, sizeof(*par));
 	free(par);
-	json_decref(j);
 	if (st)
 		reply_error(b, req, st, "%s", err);
+}
+
+/** Second half of a PATCH: apply on the worker, reply.  0 or status */
+static int leg_patch_finish(struct bridge *b, struct evhttp_request *req,
+			    struct conf *c, struct call_conf *cc, char *err)
+{
+	(void)b;
+	cc->c = c;
+	worker_call(c->w, call_leg_patch, cc);
+	keyleg_wipe(&cc->rx, sizeof(cc->rx));
+	keyleg_wipe(&cc->tx, sizeof(cc->tx));
+	if (cc->err == ENOENT) {
+		snprintf(err, ERRSZ, "no leg '%s' in conference '%s'",
+			 cc->leg_id, c->id);
+		return 404;
+	}
+	if (cc->err) {
+		snprintf(err, ERRSZ, "leg update refused: %s",
+			 strerror(cc->err));
+		return 422;
+	}
+	if (cc->has_key)
+		bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s rekeyed%s",
+			   c->id, cc->leg_id, cc->generation ?
+			   " from the KMS" : "");
+	reply_json(req, 200, cc->out);
+	cc->out = NULL;
+	return 0;
+}
+
+static void leg_patch_kms_done(struct kms_job *job, void *arg)
+{
+	struct pending *p = arg;
+	struct bridge *b = p->b;
+	char err[ERRSZ];
+	struct conf *c;
+	int st = 0;
+
+	if (!p->req)
+		goto out;
+	if (job->err) {
+		st = kms_job_error(job, err);
+		goto out;
+	}
+	c = conf_find(b, p->conf_id);
+	if (!c) {
+		st = 404;
+		snprintf(err, ERRSZ, "conference '%s' ended while its key was "
+			 "fetched", p->conf_id);
+		goto out;
+	}
+	p->cc.rx = job->rx;
+	p->cc.tx = job->tx;
+	p->cc.generation = job->generation ? job->generation : 1;
+	p->cc.has_key = 1;
+	p->cc.leg_id = p->leg_id;
+	p->cc.par = NULL;
+	st = leg_patch_finish(b, p->req, c, &p->cc, err);
+ out:
+	if (st && p->req)
+		reply_error(b, p->req, st, "%s", err);
+	keyleg_wipe(&job->rx, sizeof(job->rx));
+	keyleg_wipe(&job->tx, sizeof(job->tx));
+	pending_free(p);
 }
 
 static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 			struct conf *c, const char *leg_id)
 {
 	struct leg_params *par;
-	char err[ERRSZ], kerr[ERRSZ - 40] = "";
+	struct pending *p;
+	char err[ERRSZ];
 	const char *dir = NULL;
 	struct call_conf cc;
-	int st = 0, rekey = 0, e;
+	int st = 0, rekey = 0;
 	json_t *j, *key;
 
 	j = read_body(req, err);
@@ -1105,10 +825,10 @@ static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 	cc.c = c;
 	cc.leg_id = leg_id;
 	cc.par = par;
-	if ((st = get_bool(j, "muted", &cc.muted, &cc.has_muted, err)) ||
-	    (st = get_num(j, "gain_db", &cc.gain, &cc.has_gain, err)) ||
-	    (st = get_str(j, "direction", &dir, 0, err)) ||
-	    (st = get_bool(j, "rekey", &rekey, NULL, err)))
+	if ((st = apij_get_bool(j, "muted", &cc.muted, &cc.has_muted, err)) ||
+	    (st = apij_get_num(j, "gain_db", &cc.gain, &cc.has_gain, err)) ||
+	    (st = apij_get_str(j, "direction", &dir, 0, err)) ||
+	    (st = apij_get_bool(j, "rekey", &rekey, NULL, err)))
 		goto out;
 	if (cc.has_gain && (cc.gain < -40 || cc.gain > 20)) {
 		st = 422;
@@ -1150,7 +870,7 @@ static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 				 "{\"rx\": ..., \"tx\": ...}}");
 			goto out;
 		}
-		st = parse_inline(in, par->profile, par, err);
+		st = apij_parse_inline(in, par->profile, par, err);
 		if (st)
 			goto out;
 		cc.rx = par->rx;
@@ -1158,8 +878,6 @@ static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 		cc.has_key = 1;
 	}
 	else if (rekey) {
-		uint64_t gen = 0;
-
 		if (!par->kms) {
 			st = 400;
 			snprintf(err, ERRSZ, "leg '%s' has inline keys: "
@@ -1167,37 +885,25 @@ static void h_leg_patch(struct bridge *b, struct evhttp_request *req,
 				 leg_id);
 			goto out;
 		}
-		e = bridge_kms_fetch(b, par->kms_conf, par->kms_participant,
-				     par->profile, &cc.rx, &cc.tx, &gen, kerr,
-				     sizeof(kerr));
-		if (e) {
-			st = kms_status(e);
-			snprintf(err, ERRSZ, "%s KMS: %s", st == 503 ?
-				 "cannot reach the" : "refused by the",
-				 kerr);
+		p = pending_new(b, req, c);
+		if (!p) {
+			st = 503;
+			snprintf(err, ERRSZ, "out of memory");
 			goto out;
 		}
-		cc.generation = (uint32_t)gen;
-		cc.has_key = 1;
+		snprintf(p->leg_id, sizeof(p->leg_id), "%s", leg_id);
+		p->cc = cc;
+		st = kms_queue(b, p, par, leg_patch_kms_done, err);
+		if (st) {
+			pending_free(p);
+			goto out;
+		}
+		keyleg_wipe(par, sizeof(*par));
+		free(par);
+		json_decref(j);
+		return;
 	}
-	worker_call(c->w, call_leg_patch, &cc);
-	if (cc.err == ENOENT) {
-		st = 404;
-		snprintf(err, ERRSZ, "no leg '%s' in conference '%s'", leg_id,
-			 c->id);
-	}
-	else if (cc.err) {
-		st = 422;
-		snprintf(err, ERRSZ, "leg update refused: %s",
-			 strerror(cc.err));
-	}
-	else {
-		if (cc.has_key)
-			bridge_log(BRIDGE_LOG_INFO, "conference %s: leg %s "
-				   "rekeyed", c->id, leg_id);
-		reply_json(req, 200, cc.out);
-		cc.out = NULL;
-	}
+	st = leg_patch_finish(b, req, c, &cc, err);
  out:
 	json_decref(cc.out);
 	keyleg_wipe(&cc.rx, sizeof(cc.rx));

@@ -266,15 +266,8 @@ int bridge_reload(struct bridge *b)
 	char err[256];
 	int e = 0, e2;
 
-	if (b->kms) {
-		e = kmslink_reload(b);
-		if (e)
-			bridge_log(BRIDGE_LOG_ERROR, "reload: NDS credentials: "
-				   "%s (keeping the old ones)", strerror(e));
-		else
-			bridge_log(BRIDGE_LOG_INFO, "reload: NDS credentials "
-				   "re-read");
-	}
+	/* the KMS thread re-reads the NDS files between fetches, logs */
+	e = kmslink_reload(b);
 	e2 = token_load(b, err, sizeof(err));
 	if (e2)
 		bridge_log(BRIDGE_LOG_ERROR, "reload: %s (keeping the old "
@@ -300,6 +293,8 @@ struct bridge *bridge_free(struct bridge *b)
 
 	if (!b)
 		return NULL;
+	/* KMS jobs still out are answered (503) while evhttp lives */
+	kmslink_close(b);
 	if (b->workers) {
 		bridge_drain(b);
 		for (i = 0; i < b->nworkers; i++)
@@ -316,7 +311,6 @@ struct bridge *bridge_free(struct bridge *b)
 		evhttp_free(b->http);
 	if (b->tls)
 		SSL_CTX_free(b->tls);
-	kmslink_close(b);
 	if (b->base)
 		event_base_free(b->base);
 	ports_fini(&b->ports);

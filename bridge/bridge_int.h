@@ -275,6 +275,9 @@ struct worker {
 	uint64_t cur_now_us;
 };
 
+typedef void (conf_tick_h)(struct conf *c, uint64_t grid_us);
+unsigned conf_clock_run(struct conf *c, uint64_t now_us,
+			conf_tick_h *tick, struct worker_stats *st);
 int worker_start(struct worker *w, struct bridge *b, unsigned idx,
 		 size_t pool_bufs);
 void worker_stop(struct worker *w);
@@ -320,14 +323,35 @@ int ports_open(struct ports *p, const struct baddr *remote, int *fdp,
 	       struct baddr *local, uint16_t *portp);
 void ports_release(struct ports *p, uint16_t port);
 
-/* ---- names (api.c) ---- */
+/* ---- request bodies (apijson.c): 0 or an HTTP status ---- */
+
+#define API_ERRSZ 256
+
+typedef struct json_t json_t;
 
 const char *dir_name(enum leg_dir d);
 const char *mode_name(enum conf_mode m);
+const char *codec_api_name(enum mix_codec c);
+int dir_parse(const char *s, enum leg_dir *dp);
+int apij_get_str(json_t *o, const char *key, const char **v, int req,
+		 char *err);
+int apij_get_int(json_t *o, const char *key, long long *v, char *err);
+int apij_get_num(json_t *o, const char *key, double *v, int *present,
+		 char *err);
+int apij_get_bool(json_t *o, const char *key, int *v, int *present,
+		  char *err);
+int apij_id_valid(const char *s);
+int apij_b64_decode(const char *s, uint8_t *out, size_t cap, size_t *lenp);
+int apij_parse_inline(json_t *in, enum keyleg_profile profile,
+		      struct leg_params *par, char *err);
+int apij_parse_opus(json_t *o, struct opus_opts *op, char *err);
+int apij_parse_leg(json_t *j, const struct conf *c,
+		   struct leg_params *par, char *err);
 
 /* ---- the bridge (bridge.c) ---- */
 
 struct kms_client;
+struct kmslink;
 struct ssl_ctx_st;
 struct evhttp;
 struct event;
@@ -347,7 +371,8 @@ struct bridge {
 	char token[256];
 	size_t token_len;
 	struct event *sig_hup, *sig_term, *sig_int;
-	struct kms_client *kms;
+	struct kms_client *kms;          /**< used by the KMS thread only  */
+	struct kmslink *kmsl;
 	struct worker *workers;
 	unsigned nworkers;
 	struct ports ports;
@@ -363,19 +388,32 @@ struct bridge {
 
 int api_init(struct bridge *b);
 int api_tls_load(struct bridge *b, char *err, size_t errsz);
-int bridge_kms_fetch(struct bridge *b, const char *conf_ref,
-		     const char *participant, enum keyleg_profile profile,
-		     struct keyleg_keysalt *rx, struct keyleg_keysalt *tx,
-		     uint64_t *generation, char *err, size_t errsz);
 struct worker *bridge_pick_worker(struct bridge *b);
 
-/* ---- kmslink.c: the NDS client ---- */
+/* ---- kmslink.c: the NDS client on the KMS thread ---- */
+struct kms_job;
+typedef void (kms_job_h)(struct kms_job *job, void *arg);
+
+struct kms_job {
+	struct kms_job *next;
+	struct bridge *b;
+	char conf_ref[256];
+	char participant[256];
+	enum keyleg_profile profile;
+	/* results */
+	int err;
+	char msg[200];
+	struct keyleg_keysalt rx, tx;
+	uint32_t generation;
+	/* continuation, on the control thread */
+	kms_job_h *done;
+	void *arg;
+};
+
 int kmslink_open(struct bridge *b, char *err, size_t errsz);
 void kmslink_close(struct bridge *b);
 int kmslink_reload(struct bridge *b);
-int kmslink_fetch(struct bridge *b, const char *conf_ref,
-		  const char *participant, uint8_t *key, size_t *key_len,
-		  uint32_t *generation, char *err, size_t errsz);
+int kmslink_submit(struct bridge *b, struct kms_job *job);
 
 /* ---- metrics.c ---- */
 struct evbuffer;

@@ -12,8 +12,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: bridged --control ADDR:PORT --token-file FILE "
 		"--rtp-ports LO-HI\n"
-		"               [--workers N] [--kms HOST:PORT --nds-cert FILE "
-		"--nds-key FILE\n"
+		"               [--workers N] [--kms HOST:PORT "
+		"--nds-cert FILE --nds-key FILE\n"
 		"               --nds-ca FILE] [--config FILE]\n"
 		"               [--log-level error|warn|info|debug] "
 		"[--user NAME]\n");

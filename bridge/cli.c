@@ -295,7 +295,8 @@ int bridge_cfg_load_file(struct bridge_cfg *cfg, const char *path,
 
 			if (!json_is_string(v) ||
 			    set_str(dst, BRIDGE_PATH_MAX, sv)) {
-				snprintf(err, errsz, "--config: bad '%s'", key);
+				snprintf(err, errsz, "--config: bad '%s'",
+					 key);
 				e = EINVAL;
 				break;
 			}

@@ -20,14 +20,19 @@
 
 /* ---- send side ---- */
 
+/*
+ * "direction" is the participant's, as in its SDP: "recvonly" is a
+ * listen-only participant (the bridge sends to it and does not mix it),
+ * "sendonly" one that is heard but gets nothing back.
+ */
 static int leg_sends(const struct leg *l)
 {
-	return l->par.dir == DIR_SENDRECV || l->par.dir == DIR_SENDONLY;
+	return l->par.dir == DIR_SENDRECV || l->par.dir == DIR_RECVONLY;
 }
 
 static int leg_recvs(const struct leg *l)
 {
-	return l->par.dir == DIR_SENDRECV || l->par.dir == DIR_RECVONLY;
+	return l->par.dir == DIR_SENDRECV || l->par.dir == DIR_SENDONLY;
 }
 
 /** Protect (if SRTP) and queue one RTP packet built in k */
@@ -198,6 +203,7 @@ void leg_process(struct leg *l, struct pkt *k, const struct baddr *src,
 	struct rtp_hdr h;
 	uint8_t level = 0;
 	int voice = 0, have_level, is_event;
+	struct rtp_event ev;
 
 	if (rtp_is_rtcp(p, len)) {
 		leg_rtcp_in(l, p, len, src, now_us);
@@ -218,21 +224,21 @@ void leg_process(struct leg *l, struct pkt *k, const struct baddr *src,
 			return;
 		}
 	}
-	/* stage 3: symmetric RTP latch, only now that it verified */
-	leg_latch(l, src);
-	/* stage 4: account (events share the sequence, not the timing) */
-	l->cnt.packets_in++;
+	/* stage 3: payload type: the leg's audio or its RFC 4733 events */
 	is_event = l->par.te_pt >= 0 && h.pt == (unsigned)l->par.te_pt;
+	if (is_event ? rtp_event_parse(p + h.hdr_len, h.payload_len, &ev) :
+	    h.pt != l->par.pt) {
+		l->cnt.malformed++;
+		return;
+	}
+	/* stage 4: symmetric RTP latch, only now that it verified; then
+	 * account (events share the sequence numbers, not the timing) */
+	leg_latch(l, src);
+	l->cnt.packets_in++;
 	rtp_rxstats_update(&l->rx, h.ssrc, h.seq, h.ts,
 			   (uint32_t)(now_us * l->clock / 1000000u),
-			   !is_event && h.pt == l->par.pt);
+			   !is_event);
 	if (is_event) {
-		struct rtp_event ev;
-
-		if (rtp_event_parse(p + h.hdr_len, h.payload_len, &ev)) {
-			l->cnt.malformed++;
-			return;
-		}
 		if (l->te_ts_in != h.ts || l->last_event != ev.event)
 			l->cnt.events_in++;
 		l->last_event = ev.event;
@@ -240,10 +246,6 @@ void leg_process(struct leg *l, struct pkt *k, const struct baddr *src,
 			conf_relay_event(l, &h, p + h.hdr_len);
 		else
 			l->te_ts_in = h.ts;
-		return;
-	}
-	if (h.pt != l->par.pt) {
-		l->cnt.malformed++;
 		return;
 	}
 	if (!leg_recvs(l))

@@ -113,8 +113,29 @@ void worker_arm(struct worker *w)
  * grid (start + k * ptime), so ticks never drift; a wake-up that comes
  * late runs every tick that is due, with its grid time, instead of
  * skipping any.  Only after a stall of more than a second (suspend, debug
- * stop) does a conference jump to the present.
+ * stop) does a conference jump to the present.  Returns the ticks run.
  */
+unsigned conf_clock_run(struct conf *c, uint64_t now_us,
+			conf_tick_h *tick, struct worker_stats *st)
+{
+	uint64_t period = (uint64_t)c->ptime * 1000;
+	unsigned n = 0;
+
+	if (c->next_tick_us + 1000000u < now_us) {
+		c->next_tick_us = now_us;
+		st->resyncs++;
+	}
+	if (c->next_tick_us + period <= now_us)
+		st->late_ticks++;
+	while (c->next_tick_us <= now_us) {
+		tick(c, c->next_tick_us);
+		c->next_tick_us += period;
+		st->ticks++;
+		n++;
+	}
+	return n;
+}
+
 static void tick_cb(int fd, short what, void *arg)
 {
 	struct worker *w = arg;
@@ -126,22 +147,9 @@ static void tick_cb(int fd, short what, void *arg)
 	n = read(fd, &exp, sizeof(exp));
 	(void)n;
 	now = t0 / 1000;
-	for (c = w->confs; c; c = c->next) {
-		uint64_t period = (uint64_t)c->ptime * 1000;
-
-		if (c->next_tick_us + 1000000u < now) {
-			c->next_tick_us = now;
-			w->st.resyncs++;
-		}
-		if (c->next_tick_us + period <= now)
-			w->st.late_ticks++;
-		while (c->next_tick_us <= now) {
-			w->cur_now_us = now;
-			conf_tick(c, c->next_tick_us);
-			c->next_tick_us += period;
-			w->st.ticks++;
-		}
-	}
+	w->cur_now_us = now;
+	for (c = w->confs; c; c = c->next)
+		conf_clock_run(c, now, conf_tick, &w->st);
 	worker_flush(w);
 	worker_arm(w);
 	worker_busy(w, t0, now_ns());

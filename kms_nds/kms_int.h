@@ -58,7 +58,7 @@ int kms_fail_count(struct kms_store *s, const char *scope, uint64_t now,
 int kms_conf_register(struct kms_store *s, const char *ref,
 		      const char *focus, const char *secret,
 		      const char *const *eligible, size_t n_eligible,
-		      uint64_t expires);
+		      uint64_t now, uint64_t expires);
 int kms_conf_ensure(struct kms_store *s, const char *ref,
 		    const char *focus, const char *chairman,
 		    uint64_t expires);

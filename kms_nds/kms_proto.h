@@ -81,6 +81,8 @@ struct kms_seal_hdr {
 
 /* clock: Unix seconds + KEYMIX_TEST_CLOCK_OFFSET (tests only) */
 uint64_t kms_now(void);
+/* unit tests only: kms_now() = base + offset from now on (0: real clock) */
+void kms_clock_pin(uint64_t base);
 int kms_random(void *p, size_t n);
 void kms_wipe(void *p, size_t n);
 int kms_ct_equal(const void *a, const void *b, size_t n);

@@ -620,32 +620,61 @@ int kms_fail_count(struct kms_store *s, const char *scope, uint64_t now,
 
 /* ---- conferences ---- */
 
+/**
+ * Register conference ref for active join, or open an existing
+ * passive-join conference for active join (TR 33.828 4.2.5 beside 7.4.3.5):
+ * the operator acting for the conference's controller gives the same
+ * focus the chairman's sealed statement named; the conference keeps its
+ * reference, chairman and legs (active = 2), so an active joiner's leg key
+ * lands beside the invitees' and the focus bridge fetches it by (ref, id).
+ * EEXIST: already open for active join; EACCES: another focus;
+ * EKEYEXPIRED: the conference expired.
+ */
 int kms_conf_register(struct kms_store *s, const char *ref,
 		      const char *focus, const char *secret,
 		      const char *const *eligible, size_t n_eligible,
-		      uint64_t expires)
+		      uint64_t now, uint64_t expires)
 {
 	uint8_t kj[32], w[32 + KMS_SEAL_OVERHEAD];
+	struct kms_conf c;
 	size_t wl = 0, i;
-	int err = 0;
+	int err = 0, open;
 
 	if (!ref || !*ref || strlen(ref) >= KMS_REF_MAX || !focus ||
 	    !*focus || strlen(focus) >= KMS_ID_MAX ||
 	    (!secret && !n_eligible))
 		return EINVAL;
+	err = kms_store_conf_get(s, ref, 0, &c);
+	if (err && err != ENOENT)
+		return err;
+	open = !err;
+	if (open) {
+		if (c.active)
+			return EEXIST;
+		if (strcmp(c.focus, focus))
+			return EACCES;
+		if (now >= c.expires_s)
+			return EKEYEXPIRED;
+	}
 	if (secret) {
 		err = kms_join_key(secret, ref, kj);
 		if (!err)
 			err = wrap(s, "kjoin", ref, kj, w, &wl);
 		kms_wipe(kj, sizeof(kj));
 	}
-	if (!err)
+	if (!err && open)
+		err = run(s, prep(s, "UPDATE confs SET active=2, kjoin=?,"
+				  " expires=max(expires, ?) WHERE ref=?"
+				  " AND active=0", "bis", w, wl, expires,
+				  ref));
+	else if (!err)
 		err = run(s, prep(s, "INSERT INTO confs"
 				  " VALUES(?, ?, '', 1, ?, ?)",
 			       "ssbi", ref, focus, w, wl, expires));
 	for (i = 0; i < n_eligible && !err; i++)
 		err = run(s, prep(s, "INSERT OR IGNORE INTO eligible"
 			       " VALUES(?, ?)", "ss", ref, eligible[i]));
+	kms_wipe(w, sizeof(w));
 	return err;
 }
 
@@ -668,7 +697,11 @@ int kms_conf_ensure(struct kms_store *s, const char *ref,
 	err = kms_store_conf_get(s, ref, 0, &c);
 	if (err)
 		return err;
-	if (c.active || strcmp(c.focus, focus) || strcmp(c.chairman, chairman))
+	/* registered for active join only (1): no chairman may claim it;
+	 * a passive conference opened for active join (2) still takes the
+	 * chairman's further invitations */
+	if (c.active == 1 || strcmp(c.focus, focus) ||
+	    strcmp(c.chairman, chairman))
 		return EACCES;
 	/* a conference lives as long as its newest leg */
 	if (expires > c.expires_s)
@@ -682,7 +715,7 @@ int kms_conf_kjoin(struct kms_store *s, const char *ref, uint8_t kjoin[32])
 	sqlite3_stmt *st;
 	int err = ENOENT;
 
-	st = prep(s, "SELECT kjoin FROM confs WHERE ref=? AND active=1", "s",
+	st = prep(s, "SELECT kjoin FROM confs WHERE ref=? AND active<>0", "s",
 		  ref);
 	if (!st)
 		return EIO;

@@ -47,7 +47,9 @@ struct kms_conf {
 	char conf_ref[KMS_REF_MAX];
 	char focus[KMS_ID_MAX];
 	char chairman[KMS_ID_MAX]; /**< "" for an active-join conference  */
-	int active;                /**< registered for active join         */
+	int active;                /**< 0 passive join only; 1 registered
+					for active join; 2 passive conference
+					opened for active join as well      */
 	uint64_t expires_s;
 };
 

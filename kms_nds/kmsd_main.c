@@ -58,6 +58,9 @@ static void usage(void)
 "  mailbox-set USER NODE      USER's deferred-delivery mailbox node\n"
 "  conf-register REF --focus BRIDGE [--secret S | --secret-file F]\n"
 "                [--eligible ID,ID...] [--expires-in S]\n"
+"                             new REF: an active-join conference; an\n"
+"                             existing passive one: opened for active join\n"
+"                             (BRIDGE must be the focus its chairman named)\n"
 "  rotate                     start a new Kkms (old one: grace period)\n"
 "  mbx-deposit --mailbox NODE --caller A --recipient B --invite STMT\n"
 "              [--ke2m]       what the NDS mailbox request does\n"
@@ -228,12 +231,20 @@ static int admin_conf_register(struct kms_store *s, const struct opts *o)
 			p = c;
 		}
 	}
-	err = kms_conf_register(s, o->pos[1], o->focus, sec, el, n,
+	err = kms_conf_register(s, o->pos[1], o->focus, sec, el, n, now,
 				now + (o->expires_in ? o->expires_in
 						     : o->cfg.leg_lifetime));
 	kms_wipe(secret, sizeof(secret));
 	if (err == EEXIST)
-		fprintf(stderr, "kmsd: conference %s exists\n", o->pos[1]);
+		fprintf(stderr, "kmsd: conference %s is already open for"
+			" active join\n", o->pos[1]);
+	else if (err == EACCES)
+		fprintf(stderr, "kmsd: conference %s has another focus than"
+			" %s (the one the chairman named); refused\n",
+			o->pos[1], o->focus);
+	else if (err == EKEYEXPIRED)
+		fprintf(stderr, "kmsd: conference %s has expired; refused\n",
+			o->pos[1]);
 	else if (!err)
 		printf("conference=%s\nfocus=%s\n", o->pos[1], o->focus);
 	return err;
@@ -498,11 +509,28 @@ static int serve(struct opts *o)
 	return err;
 }
 
+/**
+ * KEYMIX_TEST_CLOCK_OFFSET moves kmsd's clock in every build (the
+ * integration tests expire tokens, grace periods and conferences with
+ * it); say so loudly, it must never be set in operation.
+ */
+static void clock_warning(void)
+{
+	const char *e = getenv("KEYMIX_TEST_CLOCK_OFFSET");
+
+	if (e && *e)
+		fprintf(stderr, "kmsd: WARNING: KEYMIX_TEST_CLOCK_OFFSET=%.32s"
+			" is set: the KMS clock is moved by that many seconds"
+			" (token, Kkms, replay and conference times); this is"
+			" for tests only, unset it in operation\n", e);
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
 	int err;
 
+	clock_warning();
 	memset(&o, 0, sizeof(o));
 	kms_cfg_default(&o.cfg);
 	if (argc < 2) {

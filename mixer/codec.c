@@ -183,8 +183,10 @@ static unsigned dec_out(struct mix_dec *d, unsigned ncodec, int16_t *out)
 
 	if (d->rs)
 		rs_run(d->rs, d->tmp, ncodec, out, n);
-	else
+	else if (d->crate == d->rate)
 		memcpy(out, d->tmp, n * sizeof(*out));
+	else /* setup failed half-way: silence, never a short read */
+		memset(out, 0, n * sizeof(*out));
 	return n;
 }
 
@@ -204,6 +206,8 @@ int mix_dec_decode(struct mix_dec *d, const uint8_t *p, size_t len,
 
 	switch (d->codec) {
 	case MIX_CODEC_OPUS:
+		if (!d->opus)
+			return EINVAL;
 		n = opus_decode(d->opus, p, (opus_int32)len, out, (int)max, 0);
 		if (n < 0)
 			return EBADMSG;
@@ -221,6 +225,8 @@ int mix_dec_decode(struct mix_dec *d, const uint8_t *p, size_t len,
 		nc = (unsigned)len;
 		break;
 	case MIX_CODEC_G722:
+		if (!d->g722)
+			return EINVAL;
 		if (len * 2 > MIX_CODEC_PCM_MAX ||
 		    (uint64_t)len * 2 * d->rate / d->crate > max)
 			return EMSGSIZE;
@@ -232,7 +238,8 @@ int mix_dec_decode(struct mix_dec *d, const uint8_t *p, size_t len,
 	default:
 		return EINVAL;
 	}
-	plc_rx(d->plc, d->tmp, (int)nc);
+	if (d->plc)
+		plc_rx(d->plc, d->tmp, (int)nc);
 	*np = dec_out(d, nc, out);
 	fade_in(d, out, *np);
 	return 0;
@@ -244,7 +251,7 @@ int mix_dec_fec(struct mix_dec *d, const uint8_t *p, size_t len,
 {
 	int r;
 
-	if (d->codec != MIX_CODEC_OPUS)
+	if (d->codec != MIX_CODEC_OPUS || !d->opus)
 		return ENOTSUP;
 	r = opus_decode(d->opus, p, (opus_int32)len, out, (int)n, 1);
 	if (r != (int)n)
@@ -253,19 +260,45 @@ int mix_dec_fec(struct mix_dec *d, const uint8_t *p, size_t len,
 	return 0;
 }
 
+/*
+ * SpanDSP 0.0.6 rotates its PLC history with an overlapping memcpy() at
+ * the start of each concealment (undefined behaviour, reported by ASan).
+ * Do the same rotation safely first; SpanDSP then finds nothing to do.
+ */
+static void plc_normalise(plc_state_t *s)
+{
+	int16_t tmp[PLC_HISTORY_LEN];
+	int p = s->buf_ptr;
+
+	if (s->missing_samples || p <= 0 || p >= PLC_HISTORY_LEN)
+		return;
+	memcpy(tmp, s->history + p, (size_t)(PLC_HISTORY_LEN - p) *
+	       sizeof(int16_t));
+	memcpy(tmp + PLC_HISTORY_LEN - p, s->history, (size_t)p *
+	       sizeof(int16_t));
+	memcpy(s->history, tmp, sizeof(tmp));
+	s->buf_ptr = 0;
+}
+
 /** Conceal n samples (conference rate; Opus: a multiple of 2.5 ms) */
 void mix_dec_conceal(struct mix_dec *d, int16_t *out, unsigned n)
 {
 	unsigned nc;
 
 	if (d->codec == MIX_CODEC_OPUS) {
-		if (opus_decode(d->opus, NULL, 0, out, (int)n, 0) != (int)n)
+		if (!d->opus ||
+		    opus_decode(d->opus, NULL, 0, out, (int)n, 0) != (int)n)
 			memset(out, 0, n * sizeof(*out));
 		return;
 	}
 	nc = (unsigned)((uint64_t)n * d->crate / d->rate);
 	if (nc > MIX_CODEC_PCM_MAX * 2)
 		nc = MIX_CODEC_PCM_MAX * 2;
+	if (!d->plc) {
+		memset(out, 0, n * sizeof(*out));
+		return;
+	}
+	plc_normalise(d->plc);
 	plc_fillin(d->plc, d->tmp, (int)nc);
 	dec_out(d, nc, out);
 }
@@ -392,6 +425,8 @@ int mix_enc_encode(struct mix_enc *e, const int16_t *pcm, uint8_t *out,
 	int n;
 
 	if (e->codec == MIX_CODEC_OPUS) {
+		if (!e->opus)
+			return EINVAL;
 		n = opus_encode(e->opus, pcm, (int)e->frame, out,
 				(opus_int32)cap);
 		if (n < 0)
@@ -405,7 +440,7 @@ int mix_enc_encode(struct mix_enc *e, const int16_t *pcm, uint8_t *out,
 		src = e->tmp;
 	}
 	if (e->codec == MIX_CODEC_G722) {
-		if (cap < nc / 2)
+		if (!e->g722 || cap < nc / 2)
 			return EMSGSIZE;
 		n = g722_encode(e->g722, out, src, (int)nc);
 		if (n < 0)

@@ -97,6 +97,7 @@ struct mix_conf {
 	unsigned nlegs;
 	struct mix_group *groups;
 	bool passthrough;        /* transcode: same codec and settings  */
+	bool rate_auto;          /* transcode: rate follows the legs    */
 	struct mix_cnt cnt;
 	struct mix_conf_stats st;
 	int32_t mix[MIX_FRAME_MAX];

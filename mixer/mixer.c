@@ -30,7 +30,6 @@
 #define HOLD_MS       500     /* a talker is kept at least this long  */
 #define SWAP_DB       6.0f    /* margin to replace a talker           */
 #define CONC_MAX_MS   200     /* concealment fades to silence after   */
-#define OWN_HANG_MS   100     /* own stream kept after talking stops  */
 #define SILENT_LEVEL  127
 
 bool mix_opt_clone = true;
@@ -121,7 +120,8 @@ int mix_conf_alloc(struct mix_conf **cp, const struct mix_conf_cfg *cfg,
 	if (!cp || !cfg || !outh)
 		return EINVAL;
 	if (cfg->rate != 8000 && cfg->rate != 16000 && cfg->rate != 24000 &&
-	    cfg->rate != 48000)
+	    cfg->rate != 48000 &&
+	    !(cfg->rate == 0 && cfg->mode == MIX_MODE_TRANSCODE))
 		return EINVAL;
 	if (cfg->ptime_ms != 10 && cfg->ptime_ms != 20)
 		return EINVAL;
@@ -142,7 +142,12 @@ int mix_conf_alloc(struct mix_conf **cp, const struct mix_conf_cfg *cfg,
 		c->cfg.jb_max_ms = c->cfg.jb_min_ms;
 	c->outh = outh;
 	c->arg = arg;
-	c->frame = cfg->rate * cfg->ptime_ms / 1000;
+	if (!cfg->rate) {
+		/* transcode, automatic: 48 kHz until both legs are known */
+		c->rate_auto = true;
+		c->cfg.rate = 48000;
+	}
+	c->frame = c->cfg.rate * cfg->ptime_ms / 1000;
 	*cp = c;
 	return 0;
 }
@@ -277,6 +282,45 @@ static void leg_input_restart(struct mix_leg *l)
 	l->t_started = false;
 }
 
+/*
+ * Transcode with rate 0: run at the lower of the two legs' audio rates
+ * (an Opus leg counts as 48 kHz), so Opus <-> G.711 runs at 8 kHz end to
+ * end with no resampling.  Done when the second leg is added, before any
+ * audio flows between the two.
+ */
+static int transcode_rate(struct mix_conf *c)
+{
+	unsigned i, r = 48000;
+	int err = 0;
+
+	if (!c->rate_auto || c->nlegs != 2)
+		return 0;
+	for (i = 0; i < 2; i++) {
+		struct mix_leg *l = c->legs[i];
+
+		if (l->cfg.codec != MIX_CODEC_OPUS && l->crate < r)
+			r = l->crate;
+	}
+	if (r == c->cfg.rate)
+		return 0;
+	c->cfg.rate = r;
+	c->frame = r * c->cfg.ptime_ms / 1000;
+	for (i = 0; i < 2 && !err; i++) {
+		struct mix_leg *l = c->legs[i];
+
+		if (l->cfg.codec == MIX_CODEC_OPUS)
+			l->crate = l->cfg.rate = r;
+		mix_dec_close(&l->dec);
+		mix_enc_close(&l->own.enc);
+		err = mix_dec_init(&l->dec, l->cfg.codec, r, l->crate);
+		if (err)
+			break;
+		err = mix_enc_init(&l->own.enc, l->cfg.codec, r, l->crate,
+				   l->cfg.ptime_ms, &l->ocfg);
+	}
+	return err;
+}
+
 int mix_leg_add(struct mix_conf *c, struct mix_leg **lp,
 		const struct mix_leg_cfg *cfg, void *leg_arg)
 {
@@ -327,8 +371,14 @@ int mix_leg_add(struct mix_conf *c, struct mix_leg **lp,
 	l->src = SRC_SHARED;
 	l->idx = c->nlegs;
 	c->legs[c->nlegs++] = l;
-	if (c->cfg.mode == MIX_MODE_TRANSCODE)
+	if (c->cfg.mode == MIX_MODE_TRANSCODE) {
+		err = transcode_rate(c);
+		if (err) {
+			mix_leg_remove(l);
+			return err;
+		}
 		mix_transcode_setup(c);
+	}
 	*lp = l;
 	return 0;
 }
@@ -581,9 +631,15 @@ static void fill_gap(struct mix_leg *l, struct mix_jb_slot *nx, bool need)
 	cl = gap < want ? gap : want;
 	if (l->cfg.codec == MIX_CODEC_OPUS)
 		cl -= cl % 120; /* PLC in multiples of 2.5 ms */
-	if (cl <= 0) {
+	if (cl <= 0 && nx) {
 		/* a sliver smaller than a PLC unit: skip to the packet */
 		l->jb.pos = nx->ts;
+		return;
+	}
+	if (cl <= 0) {
+		n = c->frame - l->fifo_n;
+		fifo_zero(l, n);
+		l->jb.pos += smp2clk(l, n);
 		return;
 	}
 	n = clk2smp(l, cl);
@@ -833,9 +889,34 @@ static void leg_to_own(struct mix_conf *c, struct mix_leg *l)
 	l->src = SRC_OWN;
 }
 
+/*
+ * How long a leg stays on its own stream after it stops talking, in
+ * ticks.  Its own encoder and the group's then code the same audio, and
+ * the switch back is inaudible once their states agree (measured by
+ * test_switch_clean): Opus within 100 ms; G.722's ADPCM needs up to
+ * 800 ms (1 s taken); G.711 only needs the resampler's memory refilled.
+ */
+static unsigned own_hang_ticks(const struct mix_leg *l)
+{
+	unsigned ms;
+
+	switch (l->cfg.codec) {
+	case MIX_CODEC_OPUS:
+		ms = 100;
+		break;
+	case MIX_CODEC_G722:
+		ms = 1000;
+		break;
+	default:
+		ms = 40;
+		break;
+	}
+	return ms / l->conf->cfg.ptime_ms;
+}
+
 static void choose_sources(struct mix_conf *c)
 {
-	unsigned i, hang = OWN_HANG_MS / c->cfg.ptime_ms;
+	unsigned i;
 
 	for (i = 0; i < c->nlegs; i++) {
 		struct mix_leg *l = c->legs[i];
@@ -847,7 +928,7 @@ static void choose_sources(struct mix_conf *c)
 		if (l->talker) {
 			if (l->src != SRC_OWN)
 				leg_to_own(c, l);
-			l->own_hang = hang;
+			l->own_hang = own_hang_ticks(l);
 			continue;
 		}
 		if (l->src == SRC_OWN) {
@@ -918,9 +999,13 @@ static void mix_outputs(struct mix_conf *c)
 	for (i = 0; i < c->nlegs; i++) {
 		struct mix_leg *l = c->legs[i];
 
-		if (l->src == SRC_NONE)
-			continue;
 		l->since += (uint64_t)c->cfg.ptime_ms * l->clock / 1000;
+		if (l->src == SRC_NONE) {
+			/* not sending: time still runs, the next packet
+			 * starts a talkspurt */
+			l->marker_next = true;
+			continue;
+		}
 		if (l->src == SRC_OWN)
 			mix_stream_send(l, &l->own);
 		else if (l->grp->st.active)

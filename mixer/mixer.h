@@ -66,7 +66,9 @@ struct mix_opus_cfg {
 /** Conference settings; start from mix_conf_cfg_default() */
 struct mix_conf_cfg {
 	enum mix_mode mode;
-	unsigned rate;        /**< internal rate: 8000/16000/24000/48000    */
+	unsigned rate;        /**< internal rate: 8000/16000/24000/48000;
+				   TRANSCODE also 0 = the lower of the two
+				   legs' audio rates (Opus counts 48000) */
 	unsigned ptime_ms;    /**< tick: 10 or 20                           */
 	unsigned max_talkers; /**< N loudest mixed (1..16), default 3       */
 	struct mix_opus_cfg opus; /**< default for Opus legs                */
@@ -161,6 +163,7 @@ int mix_leg_add(struct mix_conf *c, struct mix_leg **lp,
 struct mix_leg *mix_leg_remove(struct mix_leg *l);
 void *mix_leg_arg(const struct mix_leg *l);
 void mix_leg_cfg_get(const struct mix_leg *l, struct mix_leg_cfg *cfg);
+/* send, recv, muted, gains only; other fields must be unchanged (ENOTSUP) */
 int mix_leg_update(struct mix_leg *l, const struct mix_leg_cfg *cfg);
 void mix_leg_stats_get(const struct mix_leg *l, struct mix_leg_stats *st);
 
@@ -170,9 +173,15 @@ void mix_leg_stats_get(const struct mix_leg *l, struct mix_leg_stats *st);
  * encoded for the other leg at once, calling mix_out_h before returning;
  * same codec and settings on both legs: passed through untouched.
  *
+ * Muted or non-receiving legs: counted and dropped (never decoded).
+ * Late and duplicate packets are counted and dropped (return 0).
+ *
  * @param audio_level  -1 = none, else 0..127 (-dBov, RFC 6464)
- * @param voice        RFC 6464 V bit (ignored when audio_level < 0)
- * @param now_us       monotonic arrival time in microseconds
+ * @param voice        RFC 6464 V bit (accepted, not used yet)
+ * @param now_us       monotonic arrival time in microseconds, on the
+ *                     same clock as mix_tick()'s
+ * @return 0, EINVAL (bad arguments or level), EBADMSG/EMSGSIZE (payload
+ *         not of the leg's codec), ENOSPC (jitter buffer full)
  */
 int mix_put(struct mix_leg *l, const uint8_t *payload, size_t len,
 	    uint16_t seq, uint32_t rtp_ts, bool marker, int audio_level,

@@ -2,10 +2,15 @@
 # deps.sh  Make a fresh Debian 12 machine ready: packages + libsrtp2 on OpenSSL.
 #
 # Idempotent: installs only what is missing, and rebuilds libsrtp2 only when
-# its private prefix is absent.  The libsrtp2 source comes from Debian's own
-# source package; the deb-src entry is derived at run time from this
-# machine's apt sources into a private apt state (nothing under /etc/apt is
-# changed).
+# its private prefix is absent or was built with another set of our patches
+# (scripts/patches/libsrtp2-*.patch, applied in name order after
+# dpkg-source -x; their hash is kept in the prefix).  The libsrtp2 source
+# comes from Debian's own source package; the deb-src entry is derived at
+# run time from this machine's apt sources into a private apt state
+# (nothing under /etc/apt is changed).
+#
+# `deps.sh srtp` does only the libsrtp2 part (the Makefile runs it when a
+# patch is newer than the library).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,8 +70,26 @@ write_src_list() {
 	done
 }
 
-build_srtp() {
-	[ -f "$prefix/lib/libsrtp2.a" ] && return 0
+patch_list() {
+	local p
+	for p in "$top"/scripts/patches/libsrtp2-*.patch; do
+		[ -f "$p" ] && printf '%s\n' "$p"
+	done | LC_ALL=C sort
+}
+
+# Hash of the patch set (names and contents): recorded in the prefix
+patch_hash() {
+	local p
+	{
+		echo "keymix-libsrtp2-patches v1"
+		patch_list | while read -r p; do
+			printf '%s ' "${p##*/}"
+			sha256sum < "$p"
+		done
+	} | sha256sum | cut -d' ' -f1
+}
+
+fetch_srtp_source() {
 	local apt_dir=$top/build/third/apt
 	mkdir -p "$apt_dir/parts" "$apt_dir/lists/partial" "$work"
 	write_src_list "$apt_dir/parts/keymix-src.sources"
@@ -78,8 +101,34 @@ build_srtp() {
 	apt-get "${aopt[@]}" -q update >/dev/null
 	rm -rf "$work/srtp"; mkdir -p "$work/srtp"
 	(cd "$work/srtp" &&
-		apt-get "${aopt[@]}" -q source --download-only libsrtp2 >/dev/null &&
-		dpkg-source -x --no-check ./*.dsc src >/dev/null)
+		apt-get "${aopt[@]}" -q source --download-only libsrtp2 >/dev/null)
+}
+
+build_srtp() {
+	local want stamp=$prefix/keymix-patches p patches
+	want=$(patch_hash)
+	mapfile -t patches < <(patch_list)
+	if [ -f "$prefix/lib/libsrtp2.a" ] && [ -f "$stamp" ] &&
+	   [ "$(cat "$stamp")" = "$want" ]; then
+		# up to date: make the library newer than the patches for make
+		for p in "${patches[@]}"; do
+			if [ "$p" -nt "$prefix/lib/libsrtp2.a" ]; then
+				touch "$prefix/lib/libsrtp2.a"
+				break
+			fi
+		done
+		return 0
+	fi
+	# the downloaded source package is reused when only patches changed
+	ls "$work"/srtp/*.dsc >/dev/null 2>&1 || fetch_srtp_source
+	rm -rf "$work/srtp/src" "$prefix/lib/libsrtp2.a" "$stamp" \
+		"$prefix/include/srtp2" "$prefix/include/srtp2-private"
+	(cd "$work/srtp" && dpkg-source -x --no-check ./*.dsc src >/dev/null)
+	for p in "${patches[@]}"; do
+		say "applying ${p##*/}"
+		patch -d "$work/srtp/src" -p1 --forward --batch --quiet < "$p" ||
+			{ say "patch ${p##*/} does not apply"; exit 1; }
+	done
 	say "building libsrtp2 with --enable-openssl into $prefix"
 	(cd "$work/srtp/src" &&
 		./configure --prefix="$prefix" --enable-openssl \
@@ -97,8 +146,12 @@ build_srtp() {
 	cp "$work/srtp/src"/crypto/include/*.h "$work/srtp/src"/include/*.h \
 		"$prefix/include/srtp2-private/" 2>/dev/null || true
 	[ -f "$prefix/lib/libsrtp2.a" ] || { say "libsrtp2 build failed"; exit 1; }
+	printf '%s\n' "$want" > "$stamp"
 	say "libsrtp2 ready"
 }
 
-install_packages
-build_srtp
+case ${1:-all} in
+srtp) build_srtp ;;
+all) install_packages; build_srtp ;;
+*) say "usage: deps.sh [all|srtp]"; exit 2 ;;
+esac

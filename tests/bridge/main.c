@@ -10,6 +10,6 @@ int main(void)
 
 	failed += run_rtp_tests();
 	failed += run_cli_tests();
-	/* daemon tests: see daemon_test.c */
+	failed += run_api_tests();
 	return failed ? 1 : 0;
 }

@@ -376,6 +376,52 @@ static void t_ports(void **state)
 	ports_fini(&p);
 }
 
+static uint64_t ticks_seen[64];
+static unsigned nticks;
+
+static void record_tick(struct conf *c, uint64_t grid_us)
+{
+	(void)c;
+	if (nticks < 64)
+		ticks_seen[nticks++] = grid_us;
+}
+
+static void t_clock(void **state)
+{
+	struct worker_stats st;
+	struct conf c;
+	(void)state;
+
+	memset(&st, 0, sizeof(st));
+	memset(&c, 0, sizeof(c));
+	c.ptime = 20;
+	c.next_tick_us = 1000000;
+	nticks = 0;
+	/* early: nothing due */
+	assert_int_equal(conf_clock_run(&c, 999999, record_tick, &st), 0);
+	/* on time: one tick at its grid time */
+	assert_int_equal(conf_clock_run(&c, 1000300, record_tick, &st), 1);
+	assert_int_equal(ticks_seen[0], 1000000);
+	assert_int_equal(st.late_ticks, 0);
+	/* woken 45 ms late: the two missed ticks run, on the grid */
+	assert_int_equal(conf_clock_run(&c, 1065000, record_tick, &st), 3);
+	assert_int_equal(ticks_seen[1], 1020000);
+	assert_int_equal(ticks_seen[2], 1040000);
+	assert_int_equal(ticks_seen[3], 1060000);
+	assert_int_equal(c.next_tick_us, 1080000);
+	assert_int_equal(st.late_ticks, 1);
+	assert_int_equal(st.ticks, 4);
+	/* a stall of over a second: jump to now, not 60 catch-up ticks */
+	assert_int_equal(conf_clock_run(&c, 3000000, record_tick, &st), 1);
+	assert_int_equal(ticks_seen[4], 3000000);
+	assert_int_equal(st.resyncs, 1);
+	assert_int_equal(c.next_tick_us, 3020000);
+	/* 10 ms ptime keeps its own grid */
+	c.ptime = 10;
+	assert_int_equal(conf_clock_run(&c, 3041000, record_tick, &st), 3);
+	assert_int_equal(ticks_seen[7], 3040000);
+}
+
 int run_rtp_tests(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -391,6 +437,7 @@ int run_rtp_tests(void)
 		cmocka_unit_test(t_pool),
 		cmocka_unit_test(t_addr),
 		cmocka_unit_test(t_ports),
+		cmocka_unit_test(t_clock),
 	};
 
 	return cmocka_run_group_tests_name("bridge_rtp", tests, NULL, NULL);

@@ -13,6 +13,6 @@
 
 int run_rtp_tests(void);
 int run_cli_tests(void);
-int run_daemon_tests(void);
+int run_api_tests(void);
 
 #endif

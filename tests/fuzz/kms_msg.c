@@ -26,7 +26,8 @@ static void init(void)
 	kms_id_add(store, "bob", cred);
 	kms_group_add(store, "sales", "bob");
 	kms_store_mailbox_set(store, "bob", "vm1");
-	kms_conf_register(store, "team", "bridge1", "pw", el, 1, 2000000000);
+	kms_conf_register(store, "team", "bridge1", "pw", el, 1, 0,
+			  2000000000);
 	kms_wipe(cred, sizeof(cred));
 }
 

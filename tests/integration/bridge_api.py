@@ -311,6 +311,29 @@ try:
 finally:
     br.stop()
 
+# ---- overload by tick budget: a worker past max-load-permille ----
+br = bt.Bridge(rtp_ports="32270-32279", workers=1,
+               config={"max-load-permille": 1})
+try:
+    br.conf("busy", rate=48000)
+    # set-up: the worker may publish its first load figure at any time,
+    # so only the first leg is sure to get in
+    codes = [br.leg("busy", **leg(codec="opus", remote="127.0.0.1:%d" %
+                                  (40700 + i)))[0] for i in range(2)]
+    T.check(codes[0] == 201, "a leg while the worker is idle")
+
+    def load():
+        m = br.request("GET", "/metrics")[1]
+        return [float(x.split()[-1]) for x in m.splitlines()
+                if x.startswith("keymix_bridge_worker_load_ratio{")][0]
+    T.check(bt.wait_for(lambda: load() >= 0.001, 10),
+            "mixing shows in the worker's load (%.3f)" % load())
+    st, j = br.leg("busy", **leg(codec="opus", remote="127.0.0.1:40702"))
+    T.check(st == 503 and "tick budget" in j["error"],
+            "worker over its budget: 503 %s" % j)
+finally:
+    br.stop()
+
 # ---- --user: privileges dropped after binding (only testable as root) ----
 if os.geteuid() == 0:
     br = bt.Bridge(rtp_ports="32230-32239", workers=1,
@@ -427,8 +450,59 @@ if certs_ok:
             st, j = b2.request("GET", "/v1/health")
             T.check(st == 200 and j["kms"] is True,
                     "SIGHUP reload keeps serving")
+            T.check(bt.wait_for(lambda: "NDS credentials re-read" in
+                                b2.stderr()),
+                    "SIGHUP: the KMS thread re-read the NDS files")
         finally:
             b2.stop()
     stop.set()
     th.join()
+
+    # a KMS that accepts and then says nothing: the fetch waits on the
+    # KMS thread while the control API keeps answering
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(4)
+    accepted = threading.Event()
+    release = threading.Event()
+    held = []
+
+    def hang_kms():
+        s, _ = hang.accept()
+        held.append(s)
+        accepted.set()
+        release.wait(30)
+        s.close()
+        hang.close()     # a reconnect is refused, not left waiting
+
+    th = threading.Thread(target=hang_kms, daemon=True)
+    th.start()
+    b3 = bt.Bridge(rtp_ports="32260-32269", workers=1,
+                   config={"kms-timeout-ms": 8000}, extra=[
+                       "--kms", "127.0.0.1:%d" % hang.getsockname()[1],
+                       "--nds-cert", d + "/bridge.pem", "--nds-key",
+                       d + "/bridge.key", "--nds-ca", d + "/ca.pem"])
+    try:
+        b3.conf("h1")
+        result = []
+        post = threading.Thread(target=lambda: result.append(
+            b3.leg("h1", **kms_leg)), daemon=True)
+        post.start()
+        T.check(accepted.wait(10), "the KMS fetch reached the hanging KMS")
+        st, j = b3.request("GET", "/v1/health")
+        waiting = post.is_alive() and not release.is_set()
+        T.check(st == 200 and waiting, "control API answers while a KMS "
+                "fetch is pending (health %s, fetch pending %s)" %
+                (st, waiting))
+        st, j = b3.conf("h2")
+        T.check(st == 201 and post.is_alive(), "and creates conferences")
+        release.set()
+        post.join(30)
+        T.check(result and result[0][0] in (502, 503),
+                "the fetch fails once the KMS hangs up: %s" % result)
+        st, j = b3.get("h1")
+        T.check(st == 200 and j["legs"] == [], "no leg left behind")
+    finally:
+        release.set()
+        b3.stop()
 T.done()

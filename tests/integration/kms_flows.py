@@ -307,6 +307,52 @@ def test_rekey(e, conf, b):
           "no-leg" in err, err)
 
 
+def test_active_passive(e, conf):
+    """The controller opens the chairman's passive conference for active
+    join: the joiner's leg is under the chairman's reference."""
+    sf = os.path.join(e.tmp, "conf.secret")
+    fd = os.open(sf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("open sesame\n")
+    rc, _, err = e.ue("conf-join", "frank", "--conf", conf, "--secret",
+                      "open sesame")
+    check("open: a passive conference is not open for active join yet",
+          rc != 0 and "not-active-join" in err, err)
+    r = e.admin("conf-register", conf, "--focus", "bridge2.keymix.test",
+                "--secret-file", sf, ok=False)
+    check("open: another focus than the chairman named is refused",
+          r.returncode != 0 and "another focus" in r.stderr, r.stderr)
+    rc, _, err = e.ue("conf-join", "frank", "--conf", conf, "--secret",
+                      "open sesame")
+    check("open: ... and leaves the conference closed",
+          rc != 0 and "not-active-join" in err, err)
+    r = e.admin("conf-register", conf, "--focus", "bridge1.keymix.test",
+                "--secret-file", sf, ok=False)
+    check("open: the chairman's focus opens it", r.returncode == 0,
+          r.stderr)
+    rc, x, err = e.ue("conf-join", "frank", "--conf", conf, "--secret",
+                      "open sesame", "--print-keys")
+    f = e.bridge_fetch(conf, "frank")
+    check("open: active joiner's leg under the chairman's reference, "
+          "fetched by the focus", rc == 0 and x.get("conference") == conf
+          and f is not None and f.get("leg_key") == x.get("leg_key"), err)
+    check("open: another bridge still refused",
+          e.bridge_fetch(conf, "frank", bridge="bridge2") is None)
+    rc, _, err = e.ue("conf-join", "erin", "--conf", conf, "--secret",
+                      "open says me")
+    check("open: wrong secret refused, no leg recorded",
+          rc != 0 and "wrong-secret" in err and
+          e.bridge_fetch(conf, "erin") is None, err)
+    r = e.admin("conf-register", conf, "--focus", "bridge1.keymix.test",
+                "--secret", "another", ok=False)
+    check("open: opening twice is refused", r.returncode != 0 and
+          "already open" in r.stderr, r.stderr)
+    rc, x, err = e.ue("conf-join", "frank", "--conf", conf, "--secret",
+                      "another")
+    check("open: the first secret stays", rc != 0 and
+          "wrong-secret" in err, err)
+
+
 def test_active(e):
     e.admin("conf-register", "team-call", "--focus", "bridge1.keymix.test",
             "--secret", "correct horse", "--eligible", "frank")
@@ -434,6 +480,7 @@ def main():
         test_p2p(e)
         conf, b = test_conference(e)
         test_rekey(e, conf, b)
+        test_active_passive(e, conf)
         test_active(e)
         test_fork(e)
         test_deferred_and_time(e)
@@ -447,6 +494,8 @@ def main():
               "bridge1.keymix.test" in audit and
               all(k not in audit for k in e.keys_seen), audit[:500])
         log = open(os.path.join(tmp, "kmsd.log")).read()
+        check("kmsd warns that the test clock offset is set",
+              "WARNING: KEYMIX_TEST_CLOCK_OFFSET" in log, log[:500])
         check("no sanitizer report from kmsd or ue",
               not e.san and "Sanitizer" not in log and
               "runtime error" not in log, "".join(e.san)[:2000] + log[:2000])

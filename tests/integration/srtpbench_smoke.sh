@@ -26,6 +26,17 @@ else ok "bad profile refused"; fi
 if "$bin" -n 0 >/dev/null 2>&1; then bad "-n 0 accepted"
 else ok "-n 0 refused"; fi
 
+out=$("$bin" -b keyleg -p AES_CM_128_HMAC_SHA1_80 -n 3 -k 300 2>&1)
+if printf '%s\n' "$out" |
+	grep -qE '^keyleg +AES_CM_128_HMAC_SHA1_80 +3 +300 '; then
+	ok "-k 300: exactly 300 packets"
+else bad "-k 300"; printf '%s\n' "$out"; fi
+if "$bin" -k 0 >/dev/null 2>&1; then bad "-k 0 accepted"
+else ok "-k 0 refused"; fi
+if nm "$bin" 2>/dev/null | grep -qw srtpbench_loop; then
+	ok "srtpbench_loop is a symbol (callgrind --toggle-collect)"
+else bad "no srtpbench_loop symbol"; fi
+
 if nm "$bin" 2>/dev/null | grep -qE '__(asan|tsan|msan)_init'; then
 	echo "-- sanitizer build: Debian library part skipped"
 elif out=$("$bin" -b debian -p AEAD_AES_128_GCM -n 2 -t 0.005 2>&1); then

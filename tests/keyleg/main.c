@@ -17,5 +17,6 @@ int main(void)
 	failed += tkl_run_keys();
 	failed += tkl_run_packets();
 	failed += tkl_run_rekey();
+	failed += tkl_run_alloc();
 	return failed ? 1 : 0;
 }

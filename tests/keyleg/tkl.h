@@ -35,5 +35,6 @@ int tkl_run_packets(void);
 int tkl_run_keys(void);
 int tkl_run_rekey(void);
 int tkl_run_env(void);
+int tkl_run_alloc(void);
 
 #endif

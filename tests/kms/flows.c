@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -117,6 +118,9 @@ static int setup(void **state)
 	int i;
 
 	set_clock(0);
+	/* every kms_now() of one test reads the same second: boundaries
+	 * (grace, overlap, windows) are exact, not racing the real clock */
+	kms_clock_pin((uint64_t)time(NULL));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/kms_test.XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	assert_int_equal(kms_store_open_key(&f->s, ":memory:", skey), 0);
@@ -145,6 +149,7 @@ static int teardown(void **state)
 	free(f->last_req);
 	free(f);
 	set_clock(0);
+	kms_clock_pin(0);
 	return 0;
 }
 
@@ -464,9 +469,11 @@ static void t_active_join(void **state)
 	int i;
 
 	assert_int_equal(kms_conf_register(f->s, "team", "bridge1", "s3cret",
-					   el, 1, kms_now() + 3600), 0);
+					   el, 1, kms_now(),
+					   kms_now() + 3600), 0);
 	assert_int_equal(kms_conf_register(f->s, "team", "bridge1", "x",
-					   NULL, 0, kms_now() + 3600), EEXIST);
+					   NULL, 0, kms_now(),
+					   kms_now() + 3600), EEXIST);
 	assert_int_equal(ue_join(f->ue[BOB], "team", "s3cret", &k), 0);
 	assert_int_equal(kms_store_legkey_get(f->s, "team", "bob", kms_now(),
 					      &lk), 0);
@@ -503,7 +510,8 @@ static void t_active_rate_conf(void **state)
 
 	kms_store_cfg(f->s)->fail_max_conf = 6;
 	assert_int_equal(kms_conf_register(f->s, "t2", "bridge1", "pw", NULL,
-					   0, kms_now() + 3600), 0);
+					   0, kms_now(),
+					   kms_now() + 3600), 0);
 	/* three identities guess twice each: the conference locks */
 	for (i = BOB; i <= DAVE; i++)
 		for (j = 0; j < 2; j++)
@@ -513,13 +521,110 @@ static void t_active_rate_conf(void **state)
 	assert_string_equal(f->last_err, "rate-limited");
 	/* another conference is not affected */
 	assert_int_equal(kms_conf_register(f->s, "t3", "bridge1", "pw", NULL,
-					   0, kms_now() + 3600), 0);
+					   0, kms_now(),
+					   kms_now() + 3600), 0);
 	assert_int_equal(ue_join(f->ue[ERIN], "t3", "pw", &k), 0);
 	/* expired conference */
 	set_clock(3601);
 	boot(f, ERIN);
 	assert_int_equal(ue_join(f->ue[ERIN], "t3", "pw", &k), EPERM);
 	assert_string_equal(f->last_err, "conference-expired");
+}
+
+/* a passive conference opened for active join keeps its reference */
+static void t_active_open_passive(void **state)
+{
+	struct fx *f = *state;
+	struct ue_key kb, kc, kd, ke, ka;
+	char ref[KMS_REF_MAX], rb[UE_STMT_MAX];
+	struct kms_legkey lk;
+	struct kms_conf c;
+
+	assert_int_equal(ue_invite(f->ue[ALICE], "bob", "bridge1", NULL, "o",
+				   1, stmt, sizeof(stmt)), 0);
+	assert_int_equal(ue_answer(f->ue[BOB], "conf-passive", "alice", NULL,
+				   stmt, rb, sizeof(rb), &kb), 0);
+	snprintf(ref, sizeof(ref), "%s", kb.ref);
+	/* not open yet: the secret does not help */
+	assert_int_equal(ue_join(f->ue[DAVE], ref, "s3cret", &kd), EPERM);
+	assert_string_equal(f->last_err, "not-active-join");
+	/* another focus than the chairman named is refused, nothing kept */
+	assert_int_equal(kms_conf_register(f->s, ref, "bridge2", "s3cret",
+					   NULL, 0, kms_now(),
+					   kms_now() + 3600), EACCES);
+	assert_int_equal(kms_store_conf_get(f->s, ref, kms_now(), &c), 0);
+	assert_int_equal(c.active, 0);
+	assert_int_equal(ue_join(f->ue[DAVE], ref, "s3cret", &kd), EPERM);
+	assert_string_equal(f->last_err, "not-active-join");
+	/* the controller opens it with the chairman's focus */
+	assert_int_equal(kms_conf_register(f->s, ref, "bridge1", "s3cret",
+					   NULL, 0, kms_now(),
+					   kms_now() + 3600), 0);
+	assert_int_equal(kms_conf_register(f->s, ref, "bridge1", "other",
+					   NULL, 0, kms_now(),
+					   kms_now() + 3600), EEXIST);
+	assert_int_equal(kms_store_conf_get(f->s, ref, kms_now(), &c), 0);
+	assert_int_equal(c.active, 2);
+	assert_string_equal(c.chairman, "alice");
+	assert_string_equal(c.focus, "bridge1");
+	assert_int_equal(ue_join(f->ue[DAVE], ref, "s3cret", &kd), 0);
+	assert_string_equal(kd.ref, ref);
+	/* the bridge fetches dave's leg under the chairman's reference */
+	assert_int_equal(kms_store_legkey_get(f->s, ref, "dave", kms_now(),
+					      &lk), 0);
+	assert_memory_equal(lk.key, kd.leg_key, 32);
+	assert_string_equal(lk.focus, "bridge1");
+	assert_int_equal(kms_store_legkey_get(f->s, ref, "bob", kms_now(),
+					      &lk), 0);
+	assert_memory_equal(lk.key, kb.leg_key, 32);
+	/* a wrong proof is refused and records nothing */
+	assert_int_equal(ue_join(f->ue[ERIN], ref, "guess", &ke), EPERM);
+	assert_string_equal(f->last_err, "wrong-secret");
+	assert_int_equal(kms_store_legkey_get(f->s, ref, "erin", kms_now(),
+					      &lk), ENOENT);
+	/* the chairman still invites into the same conference, same K1 */
+	assert_int_equal(ue_invite(f->ue[ALICE], "carol", "bridge1", NULL,
+				   "o", 0, stmt, sizeof(stmt)), 0);
+	assert_int_equal(ue_answer(f->ue[CAROL], "conf-passive", "alice",
+				   NULL, stmt, reply, sizeof(reply), &kc), 0);
+	assert_string_equal(kc.ref, ref);
+	assert_int_equal(ue_finish(f->ue[ALICE], "carol", "o", reply, 0,
+				   &ka), 0);
+	assert_int_equal(kms_store_legkey_get(f->s, ref, "alice", kms_now(),
+					      &lk), 0);
+	assert_memory_equal(lk.key, ka.leg_key, 32);
+	/* but nobody else may claim it as a chairman or with another focus */
+	assert_int_equal(kms_conf_ensure(f->s, ref, "bridge1", "bob",
+					 kms_now() + 3600), EACCES);
+	assert_int_equal(kms_conf_ensure(f->s, ref, "bridge2", "alice",
+					 kms_now() + 3600), EACCES);
+	kms_wipe(&lk, sizeof(lk));
+}
+
+/* an active-join-only conference is no passive conference; expiry */
+static void t_active_open_refused(void **state)
+{
+	struct fx *f = *state;
+	struct ue_key kb;
+	char ref[KMS_REF_MAX];
+
+	assert_int_equal(kms_conf_register(f->s, "act", "bridge1", "pw", NULL,
+					   0, kms_now(), kms_now() + 3600), 0);
+	assert_int_equal(kms_conf_ensure(f->s, "act", "bridge1", "alice",
+					 kms_now() + 3600), EACCES);
+	assert_int_equal(ue_invite(f->ue[ALICE], "bob", "bridge1", NULL, "x",
+				   1, stmt, sizeof(stmt)), 0);
+	assert_int_equal(ue_answer(f->ue[BOB], "conf-passive", "alice", NULL,
+				   stmt, reply, sizeof(reply), &kb), 0);
+	snprintf(ref, sizeof(ref), "%s", kb.ref);
+	/* the legs (and so the conference) live leg_lifetime: 1 day */
+	set_clock(86400 + 1);
+	assert_int_equal(kms_conf_register(f->s, ref, "bridge1", "pw", NULL,
+					   0, kms_now(), kms_now() + 3600),
+			 EKEYEXPIRED);
+	assert_int_equal(kms_conf_register(f->s, "", "bridge1", "pw", NULL,
+					   0, kms_now(), kms_now() + 3600),
+			 EINVAL);
 }
 
 /* ---- 6a: rekey ---- */
@@ -531,7 +636,8 @@ static void t_rekey(void **state)
 	struct ue_key k1, k2;
 
 	assert_int_equal(kms_conf_register(f->s, "rk", "bridge1", "pw", NULL,
-					   0, kms_now() + 3600), 0);
+					   0, kms_now(),
+					   kms_now() + 3600), 0);
 	assert_int_equal(ue_join(f->ue[BOB], "rk", "pw", &k1), 0);
 	assert_int_equal(k1.generation, 1);
 	assert_int_equal(ue_rekey(f->ue[BOB], "rk", &k2), 0);
@@ -771,6 +877,7 @@ int kms_test_flows(void)
 		T(t_token_expired), T(t_kkms_grace), T(t_conf_passive),
 		T(t_conf_lifetime),
 		T(t_conf_focus), T(t_active_join), T(t_active_rate_conf),
+		T(t_active_open_passive), T(t_active_open_refused),
 		T(t_rekey), T(t_fork), T(t_deferred), T(t_malformed),
 		T(t_store_persist), T(t_fixtures),
 	};

@@ -11,5 +11,6 @@ int main(void)
 	failed += tmix_run_shared();
 	failed += tmix_run_net();
 	failed += tmix_run_transcode();
+	failed += tmix_run_alloc();
 	return failed ? 1 : 0;
 }

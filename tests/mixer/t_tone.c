@@ -109,12 +109,43 @@ static void test_tone_levels_3_talkers(void **state)
 	tone_run(c, 5, 3, true);
 }
 
+/* 10 ms tick; legs of 20, 40 and 60 ms packetised from several ticks */
+static void test_tone_ptimes(void **state)
+{
+	static const unsigned pt[4] = {10, 20, 40, 60};
+	static const enum mix_codec cd[4] = {MIX_CODEC_OPUS, MIX_CODEC_G722,
+					     MIX_CODEC_OPUS, MIX_CODEC_PCMU};
+	struct mix_conf_cfg cfg;
+	struct mix_leg_cfg lc;
+	struct sim s;
+	unsigned i;
+
+	(void)state;
+	mix_conf_cfg_default(&cfg);
+	cfg.ptime_ms = 10;
+	cfg.max_talkers = 4;
+	sim_init(&s, &cfg);
+	for (i = 0; i < 4; i++) {
+		mix_leg_cfg_default(&lc, cd[i]);
+		lc.ptime_ms = pt[i];
+		sim_add_cfg(&s, &lc, freqs[i], AMP, false);
+	}
+	sim_run(&s, 240); /* 2.4 s */
+	check_tones(&s, 4, 0.8);
+	assert_int_equal(s.bad_ts, 0);
+	for (i = 0; i < 4; i++)
+		assert_true(abs((int)s.p[i]->rx_packets -
+				(int)(240 * 10 / pt[i])) <= 6);
+	sim_free(&s);
+}
+
 int tmix_run_tone(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tone_opus5),
 		cmocka_unit_test(test_tone_mixed_codecs),
 		cmocka_unit_test(test_tone_levels_3_talkers),
+		cmocka_unit_test(test_tone_ptimes),
 	};
 	return cmocka_run_group_tests_name("mixer_tone", tests, NULL, NULL);
 }

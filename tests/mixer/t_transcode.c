@@ -242,6 +242,45 @@ static void test_tc_ptime(void **state)
 	sim_free(&s);
 }
 
+static unsigned tc_bw_out, tc_n_out;
+
+static void tc_bw_h(struct mix_leg *leg, const uint8_t *payload, size_t len,
+		    uint32_t ts_inc, bool marker, void *arg)
+{
+	(void)leg, (void)len, (void)ts_inc, (void)marker, (void)arg;
+	tc_bw_out = (unsigned)opus_packet_get_bandwidth(payload);
+	tc_n_out++;
+}
+
+/* rate 0: Opus <-> G.711 runs at 8 kHz (narrowband Opus out) */
+static void test_tc_auto_rate(void **state)
+{
+	struct mix_conf_cfg cfg;
+	struct mix_conf *c;
+	struct mix_leg_cfg lc;
+	struct mix_leg *lo, *lu;
+	uint8_t pay[160];
+	unsigned i;
+
+	(void)state;
+	mix_conf_cfg_default(&cfg);
+	cfg.mode = MIX_MODE_TRANSCODE;
+	cfg.rate = 0;
+	assert_int_equal(mix_conf_alloc(&c, &cfg, tc_bw_h, NULL), 0);
+	mix_leg_cfg_default(&lc, MIX_CODEC_OPUS);
+	assert_int_equal(mix_leg_add(c, &lo, &lc, NULL), 0);
+	mix_leg_cfg_default(&lc, MIX_CODEC_PCMU);
+	assert_int_equal(mix_leg_add(c, &lu, &lc, NULL), 0);
+	for (i = 0; i < 5; i++) {
+		memset(pay, 0x55 ^ (int)i, sizeof(pay));
+		assert_int_equal(mix_put(lu, pay, 160, (uint16_t)i, i * 160,
+					 false, -1, false, i * 20000), 0);
+	}
+	assert_int_equal(tc_n_out, 5);
+	assert_int_equal(tc_bw_out, OPUS_BANDWIDTH_NARROWBAND);
+	mix_conf_free(c);
+}
+
 int tmix_run_transcode(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -250,6 +289,7 @@ int tmix_run_transcode(void)
 		cmocka_unit_test(test_tc_passthrough),
 		cmocka_unit_test(test_tc_loss),
 		cmocka_unit_test(test_tc_ptime),
+		cmocka_unit_test(test_tc_auto_rate),
 	};
 	return cmocka_run_group_tests_name("mixer_transcode", tests, NULL,
 					   NULL);

@@ -10,5 +10,6 @@ int tmix_run_shared(void);
 int tmix_run_net(void);
 int tmix_run_transcode(void);
 int tmix_run_unit(void);
+int tmix_run_alloc(void);
 
 #endif

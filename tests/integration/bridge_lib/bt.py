@@ -80,13 +80,8 @@ class Bridge:
             args += ["--config", cf]
         args += list(extra)
         self.errlog = open(os.path.join(self.dir, "stderr"), "w+")
-        env = dict(os.environ)
-        supp = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                            "asan.supp")
-        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
-                               ":suppressions=" + supp).lstrip(":")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
-                                     stderr=self.errlog, text=True, env=env)
+                                     stderr=self.errlog, text=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("ready control="):
             self.stop()
@@ -265,6 +260,7 @@ class Participant:
         self.rx_pts = {}
         self.rx_events = []
         self.rx_rtcp = []
+        self.rx_rtcp_t = []
         self.rx_errors = 0
         self.rx_ssrcs = set()
         self.rx_seqts = []       # (seq, ts, marker) of audio received
@@ -357,6 +353,19 @@ class Participant:
             pkt = self.send_ctx.protect_rtcp(pkt)
         self.sock.sendto(pkt, self.bridge_addr)
 
+    def send_rtcp_rr(self, about_ssrc, lsr, dlsr, cum_lost, fraction=0):
+        """An RR with one report block about the bridge's stream."""
+        rr = struct.pack("!BBHI", 0x81, 201, 7, self.ssrc)
+        rr += struct.pack("!IIIIII", about_ssrc,
+                          (fraction << 24) | (cum_lost & 0xFFFFFF),
+                          0, 0, lsr, dlsr)
+        cname = b"test"
+        rr += struct.pack("!BBHIBB", 0x81, 202, 3, self.ssrc, 1,
+                          len(cname)) + cname + b"\0\0"
+        if self.send_ctx:
+            rr = self.send_ctx.protect_rtcp(rr)
+        self.sock.sendto(rr, self.bridge_addr)
+
     def poll(self):
         while True:
             try:
@@ -368,6 +377,7 @@ class Participant:
                     if self.recv_ctx:
                         pkt = self.recv_ctx.unprotect_rtcp(pkt)
                     self.rx_rtcp.append(pkt)
+                    self.rx_rtcp_t.append(time.monotonic())
                 except srtp.AuthError:
                     self.rx_errors += 1
                 continue

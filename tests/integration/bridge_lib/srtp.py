@@ -48,8 +48,11 @@ def _kdf(master_key, master_salt, label, n):
 class Context:
     """One direction of one SSRC-independent SRTP session (send or recv)."""
 
-    def __init__(self, profile, keysalt):
+    def __init__(self, profile, keysalt, enc_ext=()):
         self.klen, self.slen, self.tlen, self.aead = PROFILES[profile]
+        self.enc_ext = set(enc_ext)
+        if self.enc_ext and self.aead:
+            raise ValueError("RFC 6904 here only for AES-CM profiles")
         if len(keysalt) != self.klen + self.slen:
             raise ValueError("key||salt length")
         mk, ms = keysalt[:self.klen], keysalt[self.klen:]
@@ -60,6 +63,9 @@ class Context:
         self.rtcp_k = _kdf(mk, ms, 3, self.klen)
         self.rtcp_a = _kdf(mk, ms, 4, 20)
         self.rtcp_s = _kdf(mk, ms, 5, slen)
+        # RFC 6904: header extension encryption and salting keys
+        self.hdr_k = _kdf(mk, ms, 6, self.klen)
+        self.hdr_s = _kdf(mk, ms, 7, slen)
         self.roc = {}        # ssrc -> (roc, highest seq)
         self.seen = {}       # ssrc -> set of packet indexes (replay)
         self.rtcp_index = 0
@@ -101,12 +107,40 @@ class Context:
             (int.from_bytes(salt, "big") << 16)
         return iv.to_bytes(16, "big")
 
+    def _xtn_crypt(self, pkt, ssrc, idx):
+        """RFC 6904: XOR the listed elements' data with the keystream made
+        by AES-CM under k_he/k_hs and the packet's IV (one-byte form)."""
+        if not self.enc_ext or not pkt[0] & 0x10:
+            return pkt
+        off = 12 + 4 * (pkt[0] & 0x0F)
+        prof, words = struct.unpack("!HH", pkt[off:off + 4])
+        start, n = off + 4, 4 * words
+        if prof != 0xBEDE:
+            return pkt
+        ks = _ctr(self.hdr_k, self._iv(self.hdr_s, ssrc, idx), b"\0" * n)
+        out = bytearray(pkt)
+        i = 0
+        while i < n:
+            b = pkt[start + i]
+            if b == 0:
+                i += 1
+                continue
+            eid, ln = b >> 4, (b & 0x0F) + 1
+            if eid == 15:
+                break
+            if eid in self.enc_ext:
+                for k in range(i + 1, min(i + 1 + ln, n)):
+                    out[start + k] ^= ks[k]
+            i += 1 + ln
+        return bytes(out)
+
     def protect(self, pkt):
         pkt = bytes(pkt)
         seq, = struct.unpack("!H", pkt[2:4])
         ssrc, = struct.unpack("!I", pkt[8:12])
         roc = self._index_send(ssrc, seq)
         idx = (roc << 16) | seq
+        pkt = self._xtn_crypt(pkt, ssrc, idx)
         h = self._hdr_len(pkt)
         if self.aead:
             iv = self._iv(self.rtp_s, ssrc, idx)
