@@ -113,7 +113,8 @@ void worker_arm(struct worker *w)
  * grid (start + k * ptime), so ticks never drift; a wake-up that comes
  * late runs every tick that is due, with its grid time, instead of
  * skipping any.  Only after a stall of more than a second (suspend, debug
- * stop) does a conference jump to the present.  Returns the ticks run.
+ * stop) does a conference jump to the last grid point before the
+ * present.  Returns the ticks run.
  */
 unsigned conf_clock_run(struct conf *c, uint64_t now_us,
 			conf_tick_h *tick, struct worker_stats *st)
@@ -122,7 +123,9 @@ unsigned conf_clock_run(struct conf *c, uint64_t now_us,
 	unsigned n = 0;
 
 	if (c->next_tick_us + 1000000u < now_us) {
-		c->next_tick_us = now_us;
+		/* the last grid point: the phase shared with others stays */
+		c->next_tick_us += (now_us - c->next_tick_us) / period *
+			period;
 		st->resyncs++;
 	}
 	if (c->next_tick_us + period <= now_us)
@@ -244,13 +247,31 @@ void leg_recv_cb(int fd, short what, void *arg)
 	worker_busy(w, t0, now_ns());
 }
 
+/**
+ * A new conference's first deadline, on a grid shared with the worker's
+ * other conferences so that one timer wake-up serves many of them.  A
+ * TRANSCODE conference's tick only sends RTCP (its packets go through
+ * the mixer as they arrive): all of them share the phase of the ptime
+ * grid.  MIX conferences keep spreading their mixing work over the
+ * period, but on whole milliseconds: at most ptime phases, so at most
+ * 1000 clock wake-ups a second however many conferences there are.
+ */
+uint64_t conf_first_tick(const struct conf *c, uint64_t now_us)
+{
+	uint64_t period = (uint64_t)c->ptime * 1000;
+
+	if (c->mode != MODE_MIX)
+		return (now_us / period + 1) * period;
+	return ((now_us + period) / 1000 + 1) * 1000;
+}
+
 /** Put a conference on this worker's clock (worker thread) */
 void worker_conf_attach(struct worker *w, struct conf *c)
 {
 	c->w = w;
 	c->next = w->confs;
 	w->confs = c;
-	c->next_tick_us = bridge_now_us() + (uint64_t)c->ptime * 1000;
+	c->next_tick_us = conf_first_tick(c, bridge_now_us());
 	atomic_fetch_add(&w->nconfs, 1);
 	worker_arm(w);
 }

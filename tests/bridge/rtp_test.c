@@ -420,6 +420,31 @@ static void t_clock(void **state)
 	c.ptime = 10;
 	assert_int_equal(conf_clock_run(&c, 3041000, record_tick, &st), 3);
 	assert_int_equal(ticks_seen[7], 3040000);
+	/* a stall off the grid: back onto the grid's last point */
+	c.next_tick_us = 3050000;
+	assert_int_equal(conf_clock_run(&c, 4567000, record_tick, &st), 1);
+	assert_int_equal(ticks_seen[8], 4560000);
+	assert_int_equal(c.next_tick_us, 4570000);
+	assert_int_equal(st.resyncs, 2);
+}
+
+/* First deadlines: relay conferences share one phase, mixes whole ms */
+static void t_first_tick(void **state)
+{
+	struct conf c;
+	(void)state;
+
+	memset(&c, 0, sizeof(c));
+	c.ptime = 20;
+	c.mode = MODE_TRANSCODE;
+	assert_int_equal(conf_first_tick(&c, 1000000), 1020000);
+	assert_int_equal(conf_first_tick(&c, 1000001), 1020000);
+	assert_int_equal(conf_first_tick(&c, 1019999), 1020000);
+	assert_int_equal(conf_first_tick(&c, 1020000), 1040000);
+	c.mode = MODE_MIX;
+	assert_int_equal(conf_first_tick(&c, 1000000), 1021000);
+	assert_int_equal(conf_first_tick(&c, 1000400), 1021000);
+	assert_int_equal(conf_first_tick(&c, 1007999), 1028000);
 }
 
 int run_rtp_tests(void)
@@ -438,6 +463,7 @@ int run_rtp_tests(void)
 		cmocka_unit_test(t_addr),
 		cmocka_unit_test(t_ports),
 		cmocka_unit_test(t_clock),
+		cmocka_unit_test(t_first_tick),
 	};
 
 	return cmocka_run_group_tests_name("bridge_rtp", tests, NULL, NULL);
