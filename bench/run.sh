@@ -32,7 +32,7 @@ for b in loadgen bridged; do
 	[ -x "$bin/$b" ] || { echo "run.sh: $bin/$b missing (make)" >&2; exit 1; }
 done
 mkdir -p "$out" "$work/rows"
-rm -f "$work"/rows/*.json
+rm -f "$work"/rows/*.json "$work/loadgen.log"
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -173,12 +173,14 @@ PY
 		taskset -c "$GEN_CPU" "$bin/loadgen" \
 		"${args[@]}" > /dev/null 2> "$work/loadgen.err"
 	local rc=$?
+	{ echo "== $sys $sc srtp=$srtp cx=$cx legs=$legs"
+	  cat "$work/loadgen.err"; } >> "$work/loadgen.log"
 	if [ -n "$perf_pid" ]; then
 		wait "$perf_pid" 2>/dev/null
 		perf report -i "$work/perf.data" --no-children \
 			--sort dso,symbol --stdio 2>/dev/null |
 			grep -E '^ +[0-9.]+%' | head -n 12 |
-			sed -E 's/ +/ /g; s/^ //; s/( -)+$//' \
+			sed -E 's/ +/ /g; s/^ //; s/ +$//; s/( -)+$//' \
 			> "$work/profile.txt"
 	fi
 	stop_system "$sys"
