@@ -312,7 +312,9 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 		o->label ? o->label : target_name(g->target)));
 	json_object_set_new(j, "srtp", json_boolean(g->srtp));
 	json_object_set_new(j, "opus_complexity",
-			    g->target == LG_JANUS ? json_integer(4) :
+			    g->target == LG_JANUS ?
+			    (g->sc->codec_a == LG_OPUS ? json_integer(4) :
+			     json_null()) :
 			    g->target == LG_RTPENGINE || g->complexity < 0 ?
 			    json_null() : json_integer(g->complexity));
 	json_object_set_new(j, "legs", json_integer(g->n_legs));
