@@ -326,8 +326,12 @@ static void rx_packet(struct loop *lp, struct lg_leg *l, uint8_t *buf,
 		}
 	}
 
-	/* decrypt a sample (every packet of a monitored leg) */
-	if (l->monitor || (rx->pkts % g->sample_every) == 0) {
+	/* decrypt a sample (every packet of a monitored leg).  The first
+	 * packet always: it anchors the SRTP rollover counter, as for any
+	 * receiver (a stream first seen just after its sequence wrapped
+	 * would otherwise be taken for ROC 0 and never verify) */
+	if (l->monitor || rx->pkts == 1 ||
+	    (rx->pkts % g->sample_every) == 0) {
 		size_t plen = len;
 
 		if (l->kl) {

@@ -96,11 +96,6 @@ static int build_legs(struct lg *g, unsigned want, unsigned monitors)
 		l->pt = l->banks->pt;
 		lg_random(&l->ssrc, sizeof(l->ssrc));
 		lg_random(&l->seq, sizeof(l->seq));
-		/* no sequence wrap inside a run: in relay_srtp rtpengine
-		 * (10.5) was seen to fail SRTP authentication on a stream
-		 * after its sequence wrapped (a ROC disagreement); that is
-		 * not what the bench measures */
-		l->seq %= 30000;
 		lg_random(&l->ts, sizeof(l->ts));
 		l->phase = (uint8_t)(i % LG_PTIME_MS);
 		l->level_ext = sc->levels ? LG_LEVEL_EXT_ID : 0;
@@ -254,12 +249,16 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 			if (rx->auth_fail || rx->ssrc_bad || !rx->pkts)
 				fprintf(stderr, "leg %u (conf %u idx %u): "
 					"pkts %llu checked %llu auth %llu "
-					"ssrc %llu\n", i, g->legs[i].conf,
+					"ssrc %llu first seq %u last seq %u "
+					"ssrc %08x\n", i, g->legs[i].conf,
 					g->legs[i].idx,
 					(unsigned long long)rx->pkts,
 					(unsigned long long)rx->checked,
 					(unsigned long long)rx->auth_fail,
-					(unsigned long long)rx->ssrc_bad);
+					(unsigned long long)rx->ssrc_bad,
+					(unsigned)rx->base_seq,
+					(unsigned)rx->max_seq,
+					(unsigned)rx->ssrc);
 		}
 	}
 	/* generator -> system: the bridge's own count, when it has one */
@@ -312,7 +311,9 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 		o->label ? o->label : target_name(g->target)));
 	json_object_set_new(j, "srtp", json_boolean(g->srtp));
 	json_object_set_new(j, "opus_complexity",
-			    g->target == LG_JANUS ? json_integer(4) :
+			    g->target == LG_JANUS ?
+			    (g->sc->codec_a == LG_OPUS ? json_integer(4) :
+			     json_null()) :
 			    g->target == LG_RTPENGINE || g->complexity < 0 ?
 			    json_null() : json_integer(g->complexity));
 	json_object_set_new(j, "legs", json_integer(g->n_legs));

@@ -79,7 +79,7 @@ def profile_note(r):
     top = (r or {}).get("profile_top") or []
     if not top:
         return "-"
-    return "; ".join(t.replace("|", "/") for t in top[:4])
+    return "; ".join(t.replace("|", "/").rstrip(" -") for t in top[:4])
 
 
 def targets(rows, mode):

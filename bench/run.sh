@@ -32,7 +32,7 @@ for b in loadgen bridged; do
 	[ -x "$bin/$b" ] || { echo "run.sh: $bin/$b missing (make)" >&2; exit 1; }
 done
 mkdir -p "$out" "$work/rows"
-rm -f "$work"/rows/*.json
+rm -f "$work"/rows/*.json "$work/loadgen.log"
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -60,9 +60,9 @@ commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -n "$(git -C "$top" status --porcelain --untracked-files=no 2>/dev/null)" ] &&
 	commit="$commit-dirty"
 
-umask 077
 token_file=$work/token
-head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$token_file"
+( umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' \
+	> "$token_file" )
 # bridged's admission control (503 past 2000 legs or 80 % of a worker's
 # tick budget) would stop the capacity search short of the capacity: the
 # bench lifts it, and measures where real time is lost instead.
@@ -173,12 +173,14 @@ PY
 		taskset -c "$GEN_CPU" "$bin/loadgen" \
 		"${args[@]}" > /dev/null 2> "$work/loadgen.err"
 	local rc=$?
+	{ echo "== $sys $sc srtp=$srtp cx=$cx legs=$legs"
+	  cat "$work/loadgen.err"; } >> "$work/loadgen.log"
 	if [ -n "$perf_pid" ]; then
 		wait "$perf_pid" 2>/dev/null
 		perf report -i "$work/perf.data" --no-children \
 			--sort dso,symbol --stdio 2>/dev/null |
 			grep -E '^ +[0-9.]+%' | head -n 12 |
-			sed -E 's/ +/ /g; s/^ //; s/( -)+$//' \
+			sed -E 's/ +/ /g; s/^ //; s/ +$//; s/( -)+$//' \
 			> "$work/profile.txt"
 	fi
 	stop_system "$sys"
@@ -334,6 +336,6 @@ fi
 if command -v gnuplot >/dev/null 2>&1; then
 	gnuplot "$out/plot.gp" 2>/dev/null || say "gnuplot failed"
 fi
-rm -f "$out/plot.gp"
+rm -f "$out/plot.gp" "$out/plot.dat"
 say "done in $(( $(date +%s) - t0 )) s: $out/latest.md"
 cat "$out/latest.md"
