@@ -42,15 +42,12 @@ static int b64_val(char c)
 	return -1;
 }
 
-/**
- * Strict standard base64 (RFC 4648 section 4), as docs/keys.md spells
- * inline keys: no whitespace, '=' only at the end and only as much as
- * completes the last quantum, the unused low bits of the last character
- * zero (one encoding per key).  Shared by every module that reads keys.
- *
- * @return 0, EINVAL (empty or malformed) or ENOSPC (longer than outsz)
+/*
+ * Strict standard base64 (RFC 4648 section 4): no whitespace, '=' only at
+ * the end and only as much as completes the last quantum, and the unused
+ * low bits of the last character must be zero (one encoding per key).
  */
-int keyleg_b64_decode(const char *s, uint8_t *out, size_t outsz,
+static int b64_decode(const char *s, uint8_t *out, size_t outsz,
 		      size_t *outlen)
 {
 	size_t n = strlen(s), pad = 0, i, o = 0;
@@ -61,7 +58,7 @@ int keyleg_b64_decode(const char *s, uint8_t *out, size_t outsz,
 		n--;
 		pad++;
 	}
-	if (n == 0 || n % 4 == 1 || (pad && (n + pad) % 4))
+	if ((pad && (n + pad) % 4) || n % 4 == 1)
 		return EINVAL;
 	for (i = 0; i < n; i++) {
 		v = b64_val(s[i]);
@@ -72,7 +69,7 @@ int keyleg_b64_decode(const char *s, uint8_t *out, size_t outsz,
 		if (bits >= 8) {
 			bits -= 8;
 			if (o >= outsz)
-				return ENOSPC;
+				return EINVAL;
 			out[o++] = (uint8_t)(acc >> bits);
 		}
 	}
@@ -97,8 +94,8 @@ int keyleg_inline_decode(const char *b64, enum keyleg_profile profile,
 
 	if (!b64 || !ks || !want)
 		return EINVAL;
-	err = keyleg_b64_decode(b64, ks->b, sizeof(ks->b), &got);
-	if (err || got != want)
+	err = b64_decode(b64, ks->b, sizeof(ks->b), &got);
+	if (!err && got != want)
 		err = EINVAL;
 	if (err) {
 		keyleg_wipe(ks, sizeof(*ks));
