@@ -127,7 +127,11 @@ int mix_jb_put(struct mix_jb *jb, const uint8_t *p, size_t len,
 		return mix_jb_put(jb, p, len, seq, ts, level, dur, now_us);
 	}
 	transit_update(jb, ext, now_us);
-	if (ext < jb->pos) {
+	/* a packet is late only when all of it lies before the playout
+	 * position: one that straddles it (a sender whose first packet
+	 * overlaps the second, as GStreamer's opusenc stamps them) is
+	 * played from pos on, which puts pos back on the sender's grid */
+	if (ext + (int64_t)dur <= jb->pos) {
 		jb->late++;
 		return EALREADY;
 	}
@@ -159,18 +163,27 @@ int mix_jb_put(struct mix_jb *jb, const uint8_t *p, size_t len,
 	return 0;
 }
 
-/** The packet starting exactly at ts, or NULL */
+/** The packet starting at ts, else the earliest one holding ts (it
+ * started before ts and ends after it), or NULL */
 struct mix_jb_slot *mix_jb_at(struct mix_jb *jb, int64_t ts)
 {
+	struct mix_jb_slot *over = NULL;
 	unsigned i;
 
 	if (!jb->n)
 		return NULL;
 	for (i = 0; i < MIX_JB_SLOTS; i++) {
-		if (jb->slot[i].used && jb->slot[i].ts == ts)
-			return &jb->slot[i];
+		struct mix_jb_slot *s = &jb->slot[i];
+
+		if (!s->used)
+			continue;
+		if (s->ts == ts)
+			return s;
+		if (s->ts < ts && s->ts + (int64_t)s->dur > ts &&
+		    (!over || s->ts < over->ts))
+			over = s;
 	}
-	return NULL;
+	return over;
 }
 
 /** The earliest packet starting after ts, or NULL */
@@ -188,13 +201,14 @@ struct mix_jb_slot *mix_jb_next(struct mix_jb *jb, int64_t ts)
 	return best;
 }
 
-/** Drop packets that start before ts (overtaken by concealment) */
+/** Drop packets that end at or before ts (overtaken by concealment) */
 void mix_jb_drop_before(struct mix_jb *jb, int64_t ts)
 {
 	unsigned i;
 
 	for (i = 0; i < MIX_JB_SLOTS && jb->n; i++) {
-		if (jb->slot[i].used && jb->slot[i].ts < ts) {
+		if (jb->slot[i].used &&
+		    jb->slot[i].ts + (int64_t)jb->slot[i].dur <= ts) {
 			mix_jb_release(jb, &jb->slot[i]);
 			jb->late++;
 		}

@@ -563,6 +563,11 @@ static void fifo_zero(struct mix_leg *l, unsigned n)
 	l->fifo_n += n;
 }
 
+/* Decode packet s into the FIFO.  A packet that started before the
+ * playout position (it straddles it: the sender's packets are not on the
+ * grid playout has followed so far) is played whole, from its start: the
+ * few ms it repeats put playout back on the sender's grid, where each
+ * packet is complete when its turn comes. */
 static void fill_packet(struct mix_leg *l, struct mix_jb_slot *s,
 			bool need)
 {
@@ -595,7 +600,7 @@ static void fill_packet(struct mix_leg *l, struct mix_jb_slot *s,
 		l->fifo_n += got;
 	else
 		fifo_zero(l, n);
-	l->jb.pos += s->dur;
+	l->jb.pos = s->ts + s->dur;
 	l->cur_level = s->level >= 0 ? s->level : l->cur_level;
 	l->conc_run = 0;
 	mix_jb_release(&l->jb, s);

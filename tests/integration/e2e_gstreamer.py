@@ -6,8 +6,10 @@ participants (Opus and PCMU, other profiles).  GStreamer's recording must
 hold both others' tones at their levels and not its own; both uemedia
 participants must hear GStreamer."""
 
+import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 import kmaudio  # noqa: E402
@@ -47,9 +49,15 @@ try:
 except Exception as e:
     suite.fail_setup("%s: %s" % (type(e).__name__, e))
 
+# a mid-call snapshot of the legs (talkers, levels, jitter buffers) and
+# the one after the call, both kept with the logs for a failing run
+time.sleep(DUR / 2)
+mid = api.conference("gst")
 for ue in everyone:
     ue.finish(DUR + 20)
 conf = api.conference("gst")
+with open(os.path.join(suite.logdir, "conference.json"), "w") as f:
+    json.dump({"mid_call": mid, "after": conf}, f, indent=1)
 
 with suite.case("GStreamer pipeline ran to the end"):
     expect(g.rc == 0, "gstpeer exit %s: %s" % (g.rc, g.proc.stderr_tail()))
