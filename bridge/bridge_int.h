@@ -240,8 +240,15 @@ typedef void (worker_call_h)(struct worker *w, void *arg);
 #define WORKER_RECV_BATCH 16
 #define WORKER_SEND_BATCH 32
 
+/* tick lateness histogram (start of a conference's tick minus its grid
+ * time): upper bounds in µs, the last bucket is +Inf */
+#define TICK_LATE_BUCKETS 13
+extern const uint32_t tick_late_le_us[TICK_LATE_BUCKETS - 1];
+
 struct worker_stats {
 	uint64_t ticks, late_ticks, resyncs;
+	uint64_t late_hist[TICK_LATE_BUCKETS]; /**< per bucket, not summed */
+	uint64_t late_sum_us;
 	uint64_t busy_ns, window_start_ns;
 	struct leg_counters gone;  /**< counters of legs already freed  */
 	uint64_t timed_out;        /**< legs freed by leg-timeout-ms     */
@@ -275,7 +282,6 @@ struct worker {
 	struct pkt *spkt[WORKER_SEND_BATCH];
 	int sfd[WORKER_SEND_BATCH];
 	unsigned nsend;
-	uint64_t cur_now_us;
 	int stop;
 };
 

@@ -17,6 +17,7 @@ struct msnap {
 	struct evbuffer *legs[LEG_FAMILIES]; /**< per-leg series, by family */
 	struct leg_counters sum;
 	uint64_t ticks, late_ticks, resyncs, pool_exhausted, timed_out;
+	uint64_t late_hist[TICK_LATE_BUCKETS], late_sum_us;
 	size_t pool_free, pool_low, pool_n;
 	unsigned load, nlegs;
 };
@@ -81,6 +82,8 @@ static void call_snap(struct worker *w, void *arg)
 	}
 	s->ticks = w->st.ticks;
 	s->late_ticks = w->st.late_ticks;
+	memcpy(s->late_hist, w->st.late_hist, sizeof(s->late_hist));
+	s->late_sum_us = w->st.late_sum_us;
 	s->resyncs = w->st.resyncs;
 	s->pool_exhausted = w->pool.exhausted;
 	s->timed_out = w->st.timed_out;
@@ -143,6 +146,39 @@ static void put_gauge(struct evbuffer *out, const char *name,
 {
 	TYPE(out, name, "gauge", help);
 	evbuffer_add_printf(out, "%s %g\n", name, v);
+}
+
+/* keymix_bridge_tick_lateness_seconds, one histogram per worker */
+static void put_tick_lateness(struct evbuffer *out, const struct msnap *s,
+			      unsigned nworkers)
+{
+	static const char name[] = "keymix_bridge_tick_lateness_seconds";
+	unsigned i, k;
+
+	TYPE(out, name, "histogram",
+	     "start of each conference tick after its grid time");
+	for (i = 0; i < nworkers; i++) {
+		uint64_t cum = 0;
+
+		for (k = 0; k < TICK_LATE_BUCKETS; k++) {
+			cum += s[i].late_hist[k];
+			if (k < TICK_LATE_BUCKETS - 1)
+				evbuffer_add_printf(out,
+					"%s_bucket{worker=\"%u\",le=\"%g\"} "
+					"%llu\n", name, i,
+					tick_late_le_us[k] / 1e6,
+					(unsigned long long)cum);
+			else
+				evbuffer_add_printf(out,
+					"%s_bucket{worker=\"%u\",le=\"+Inf\"} "
+					"%llu\n", name, i,
+					(unsigned long long)cum);
+		}
+		evbuffer_add_printf(out, "%s_sum{worker=\"%u\"} %.6f\n",
+				    name, i, s[i].late_sum_us / 1e6);
+		evbuffer_add_printf(out, "%s_count{worker=\"%u\"} %llu\n",
+				    name, i, (unsigned long long)cum);
+	}
 }
 
 /** Write every metric into out (one group per metric family) */
@@ -218,6 +254,7 @@ int metrics_write(struct bridge *b, struct evbuffer *out)
 					    worker_family[f][0], i,
 					    worker_value(&snaps[i], f));
 	}
+	put_tick_lateness(out, snaps, b->nworkers);
 	for (f = 0; f < LEG_FAMILIES; f++) {
 		TYPE(out, leg_family[f][0], leg_family[f][1],
 		     leg_family[f][2]);

@@ -116,6 +116,21 @@ void worker_arm(struct worker *w)
  * stop) does a conference jump to the last grid point before the
  * present.  Returns the ticks run.
  */
+const uint32_t tick_late_le_us[TICK_LATE_BUCKETS - 1] = {
+	100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
+	200000, 500000,
+};
+
+static void late_record(struct worker_stats *st, uint64_t late_us)
+{
+	unsigned i = 0;
+
+	while (i < TICK_LATE_BUCKETS - 1 && late_us > tick_late_le_us[i])
+		i++;
+	st->late_hist[i]++;
+	st->late_sum_us += late_us;
+}
+
 unsigned conf_clock_run(struct conf *c, uint64_t now_us,
 			conf_tick_h *tick, struct worker_stats *st)
 {
@@ -131,6 +146,7 @@ unsigned conf_clock_run(struct conf *c, uint64_t now_us,
 	if (c->next_tick_us + period <= now_us)
 		st->late_ticks++;
 	while (c->next_tick_us <= now_us) {
+		late_record(st, now_us - c->next_tick_us);
 		tick(c, c->next_tick_us);
 		c->next_tick_us += period;
 		st->ticks++;
@@ -150,9 +166,13 @@ static void tick_cb(int fd, short what, void *arg)
 	n = read(fd, &exp, sizeof(exp));
 	(void)n;
 	now = t0 / 1000;
-	w->cur_now_us = now;
-	for (c = w->confs; c; c = c->next)
+	/* each conference reads the clock when its turn comes, so a tick's
+	 * lateness counts the conferences served before it */
+	for (c = w->confs; c; c = c->next) {
+		if (c != w->confs)
+			now = now_ns() / 1000;
 		conf_clock_run(c, now, conf_tick, &w->st);
+	}
 	worker_flush(w);
 	worker_arm(w);
 	worker_busy(w, t0, now_ns());

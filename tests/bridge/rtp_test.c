@@ -411,6 +411,12 @@ static void t_clock(void **state)
 	assert_int_equal(c.next_tick_us, 1080000);
 	assert_int_equal(st.late_ticks, 1);
 	assert_int_equal(st.ticks, 4);
+	/* lateness histogram: 300 µs, then 45, 25 and 5 ms */
+	assert_int_equal(st.late_hist[2], 1);   /* <= 500 µs */
+	assert_int_equal(st.late_hist[5], 1);   /* <= 5 ms   */
+	assert_int_equal(st.late_hist[7], 0);   /* <= 20 ms  */
+	assert_int_equal(st.late_hist[8], 2);   /* <= 50 ms  */
+	assert_int_equal(st.late_sum_us, 300 + 45000 + 25000 + 5000);
 	/* a stall of over a second: jump to now, not 60 catch-up ticks */
 	assert_int_equal(conf_clock_run(&c, 3000000, record_tick, &st), 1);
 	assert_int_equal(ticks_seen[4], 3000000);

@@ -331,6 +331,21 @@ try:
     st, j = br.leg("busy", **leg(codec="opus", remote="127.0.0.1:40702"))
     T.check(st == 503 and "tick budget" in j["error"],
             "worker over its budget: 503 %s" % j)
+    # the tick lateness histogram: cumulative buckets, +Inf = _count =
+    # the ticks run (the conference ticks every 20 ms)
+    m = br.request("GET", "/metrics")[1]
+    hn = "keymix_bridge_tick_lateness_seconds"
+    buckets = [float(x.split()[-1]) for x in m.splitlines()
+               if x.startswith(hn + '_bucket{worker="0"')]
+    count = [float(x.split()[-1]) for x in m.splitlines()
+             if x.startswith(hn + '_count{worker="0"}')]
+    ticks = [float(x.split()[-1]) for x in m.splitlines()
+             if x.startswith('keymix_bridge_worker_ticks_total{worker="0"}')]
+    T.check("# TYPE %s histogram" % hn in m and len(buckets) == 13 and
+            buckets == sorted(buckets) and count and buckets[-1] ==
+            count[0] == ticks[0] > 0,
+            "tick lateness histogram: %s count %s ticks %s" % (
+                buckets, count, ticks))
 finally:
     br.stop()
 
