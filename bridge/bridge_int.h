@@ -288,7 +288,9 @@ struct worker {
 typedef void (conf_tick_h)(struct conf *c, uint64_t grid_us);
 unsigned conf_clock_run(struct conf *c, uint64_t now_us,
 			conf_tick_h *tick, struct worker_stats *st);
-uint64_t conf_first_tick(const struct conf *c, uint64_t now_us);
+#define CONF_PTIME_MAX 60
+uint64_t conf_first_tick(const struct conf *others, const struct conf *c,
+			 uint64_t now_us);
 int worker_start(struct worker *w, struct bridge *b, unsigned idx,
 		 size_t pool_bufs);
 void worker_stop(struct worker *w);

@@ -159,6 +159,7 @@ static void tick_cb(int fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	uint64_t exp, t0 = now_ns(), now;
+	unsigned ran = 0;
 	struct conf *c;
 	ssize_t n;
 	(void)what;
@@ -166,12 +167,12 @@ static void tick_cb(int fd, short what, void *arg)
 	n = read(fd, &exp, sizeof(exp));
 	(void)n;
 	now = t0 / 1000;
-	/* each conference reads the clock when its turn comes, so a tick's
-	 * lateness counts the conferences served before it */
+	/* the clock is read again after each conference that ticked, so a
+	 * tick's lateness counts the conferences served before it */
 	for (c = w->confs; c; c = c->next) {
-		if (c != w->confs)
+		if (ran)
 			now = now_ns() / 1000;
-		conf_clock_run(c, now, conf_tick, &w->st);
+		ran = conf_clock_run(c, now, conf_tick, &w->st);
 	}
 	worker_flush(w);
 	worker_arm(w);
@@ -279,21 +280,36 @@ void leg_recv_cb(int fd, short what, void *arg)
 }
 
 /**
- * A new conference's first deadline, on a grid shared with the worker's
- * other conferences so that one timer wake-up serves many of them.  A
- * TRANSCODE conference's tick only sends RTCP (its packets go through
- * the mixer as they arrive): all of them share the phase of the ptime
- * grid.  MIX conferences keep spreading their mixing work over the
- * period, but on whole milliseconds: at most ptime phases, so at most
- * 1000 clock wake-ups a second however many conferences there are.
+ * A new conference's first deadline.  A TRANSCODE conference's tick only
+ * sends RTCP (its packets go through the mixer as they arrive): all of
+ * them share the phase of the ptime grid.  MIX conferences spread their
+ * mixing work over the period, on whole milliseconds (at most ptime
+ * phases, so at most 1000 clock wake-ups a second however many
+ * conferences there are): a new one takes the first phase, from one
+ * period after now, that the fewest of the worker's other MIX
+ * conferences (others) use.  Conferences created in a burst thus tick
+ * one after another across the period instead of all at once, and a
+ * tick does not wait for the ones before it.
  */
-uint64_t conf_first_tick(const struct conf *c, uint64_t now_us)
+uint64_t conf_first_tick(const struct conf *others, const struct conf *c,
+			 uint64_t now_us)
 {
-	uint64_t period = (uint64_t)c->ptime * 1000;
+	uint64_t period = (uint64_t)c->ptime * 1000, base;
+	unsigned used[CONF_PTIME_MAX] = {0}, k, best = 0, ms = c->ptime;
+	const struct conf *o;
 
 	if (c->mode != MODE_MIX)
 		return (now_us / period + 1) * period;
-	return ((now_us + period) / 1000 + 1) * 1000;
+	base = (now_us + period) / 1000 + 1;
+	if (!ms || ms > CONF_PTIME_MAX)
+		return base * 1000;
+	for (o = others; o; o = o->next)
+		if (o != c && o->mode == MODE_MIX)
+			used[(o->next_tick_us / 1000) % ms]++;
+	for (k = 1; k < ms; k++)
+		if (used[(base + k) % ms] < used[(base + best) % ms])
+			best = k;
+	return (base + best) * 1000;
 }
 
 /** Put a conference on this worker's clock (worker thread) */
@@ -302,7 +318,7 @@ void worker_conf_attach(struct worker *w, struct conf *c)
 	c->w = w;
 	c->next = w->confs;
 	w->confs = c;
-	c->next_tick_us = conf_first_tick(c, bridge_now_us());
+	c->next_tick_us = conf_first_tick(w->confs, c, bridge_now_us());
 	atomic_fetch_add(&w->nconfs, 1);
 	worker_arm(w);
 }

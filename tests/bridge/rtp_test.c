@@ -434,23 +434,48 @@ static void t_clock(void **state)
 	assert_int_equal(st.resyncs, 2);
 }
 
-/* First deadlines: relay conferences share one phase, mixes whole ms */
+/* First deadlines: relay conferences share one phase, mixes whole ms,
+ * spread over the period */
 static void t_first_tick(void **state)
 {
-	struct conf c;
+	struct conf c, o[25];
+	unsigned i, seen[20] = {0};
 	(void)state;
 
 	memset(&c, 0, sizeof(c));
 	c.ptime = 20;
 	c.mode = MODE_TRANSCODE;
-	assert_int_equal(conf_first_tick(&c, 1000000), 1020000);
-	assert_int_equal(conf_first_tick(&c, 1000001), 1020000);
-	assert_int_equal(conf_first_tick(&c, 1019999), 1020000);
-	assert_int_equal(conf_first_tick(&c, 1020000), 1040000);
+	assert_int_equal(conf_first_tick(NULL, &c, 1000000), 1020000);
+	assert_int_equal(conf_first_tick(NULL, &c, 1000001), 1020000);
+	assert_int_equal(conf_first_tick(NULL, &c, 1019999), 1020000);
+	assert_int_equal(conf_first_tick(NULL, &c, 1020000), 1040000);
 	c.mode = MODE_MIX;
-	assert_int_equal(conf_first_tick(&c, 1000000), 1021000);
-	assert_int_equal(conf_first_tick(&c, 1000400), 1021000);
-	assert_int_equal(conf_first_tick(&c, 1007999), 1028000);
+	assert_int_equal(conf_first_tick(NULL, &c, 1000000), 1021000);
+	assert_int_equal(conf_first_tick(NULL, &c, 1000400), 1021000);
+	assert_int_equal(conf_first_tick(NULL, &c, 1007999), 1028000);
+
+	/* 25 created within the same ms: the first 20 take the 20 phases
+	 * in turn, the next ones share the least used */
+	memset(o, 0, sizeof(o));
+	for (i = 0; i < 25; i++) {
+		o[i].ptime = 20;
+		o[i].mode = MODE_MIX;
+		o[i].next = i ? &o[i - 1] : NULL;
+		o[i].next_tick_us = conf_first_tick(o[i].next, &o[i],
+						    1000400 + i);
+		assert_true(o[i].next_tick_us >= 1021000);
+		assert_true(o[i].next_tick_us < 1041000);
+		assert_int_equal(o[i].next_tick_us % 1000, 0);
+		seen[(o[i].next_tick_us / 1000) % 20]++;
+		if (i < 20)
+			assert_int_equal(o[i].next_tick_us, 1021000 + i * 1000);
+	}
+	for (i = 0; i < 20; i++)
+		assert_true(seen[i] == 1 || seen[i] == 2);
+	/* relay conferences do not take mixing phases */
+	o[0].mode = MODE_TRANSCODE;
+	c.next = NULL;
+	assert_int_equal(conf_first_tick(&o[0], &c, 1000000), 1021000);
 }
 
 int run_rtp_tests(void)
