@@ -238,6 +238,8 @@ struct conf {
 typedef void (worker_call_h)(struct worker *w, void *arg);
 
 #define WORKER_RECV_BATCH 16
+#define WORKER_PRIOS 2    /* 0: the mixing clock; 1: sockets, control */
+#define WORKER_PRIO_IO 1
 #define WORKER_SEND_BATCH 32
 
 /* tick lateness histogram (start of a conference's tick minus its grid

@@ -439,6 +439,7 @@ int leg_create(struct leg **legp, struct conf *c,
 		err = ENOMEM;
 		goto out;
 	}
+	event_priority_set(l->ev, WORKER_PRIO_IO);
 	event_add(l->ev, NULL);
 	l->fd = fd;
 	l->next_rtcp_us = bridge_now_us() + 500000u;

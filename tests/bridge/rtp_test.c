@@ -454,8 +454,9 @@ static void t_first_tick(void **state)
 	assert_int_equal(conf_first_tick(NULL, &c, 1000400), 1021000);
 	assert_int_equal(conf_first_tick(NULL, &c, 1007999), 1028000);
 
-	/* 25 created within the same ms: the first 20 take the 20 phases
-	 * in turn, the next ones share the least used */
+	/* 25 created within the same ms: the first 20 take the 20 phases,
+	 * each as far as it can be from the others (the second half a
+	 * period from the first), the next ones share the least used */
 	memset(o, 0, sizeof(o));
 	for (i = 0; i < 25; i++) {
 		o[i].ptime = 20;
@@ -468,8 +469,15 @@ static void t_first_tick(void **state)
 		assert_int_equal(o[i].next_tick_us % 1000, 0);
 		seen[(o[i].next_tick_us / 1000) % 20]++;
 		if (i < 20)
-			assert_int_equal(o[i].next_tick_us, 1021000 + i * 1000);
+			assert_int_equal(seen[(o[i].next_tick_us / 1000) % 20],
+					 1);
 	}
+	assert_int_equal(o[0].next_tick_us, 1021000);
+	assert_int_equal(o[1].next_tick_us, 1031000);
+	/* the third and fourth split the two 10 ms gaps */
+	assert_int_equal(((o[2].next_tick_us / 1000) % 20 +
+			  (o[3].next_tick_us / 1000) % 20), 6 + 16);
+	assert_int_equal((o[2].next_tick_us / 1000) % 10, 6);
 	for (i = 0; i < 20; i++)
 		assert_true(seen[i] == 1 || seen[i] == 2);
 	/* relay conferences do not take mixing phases */
