@@ -79,7 +79,7 @@ struct keyleg_keysalt {
 struct keyleg_opts {
 	uint8_t enc_ext[KEYLEG_MAX_ENC_EXT]; /**< RFC 6904 ext ids (1..14) */
 	size_t n_enc_ext;
-	uint32_t replay_window;   /**< packets; 0 = default (1024)          */
+	uint32_t replay_window;   /**< packets; 0 = default (128)           */
 	uint32_t overlap_packets; /**< rekey overlap: max packets accepted
 				       under the previous key; 0 = 1000      */
 	uint32_t overlap_ms;      /**< rekey overlap in time; 0 = 2000 ms   */
