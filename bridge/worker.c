@@ -108,14 +108,7 @@ void worker_arm(struct worker *w)
 	timerfd_settime(w->tfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
-/*
- * The mixing clock.  Each conference keeps its own deadline on a fixed
- * grid (start + k * ptime), so ticks never drift; a wake-up that comes
- * late runs every tick that is due, with its grid time, instead of
- * skipping any.  Only after a stall of more than a second (suspend, debug
- * stop) does a conference jump to the last grid point before the
- * present.  Returns the ticks run.
- */
+/* tick lateness: bucket upper bounds (µs), then +Inf */
 const uint32_t tick_late_le_us[TICK_LATE_BUCKETS - 1] = {
 	100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
 	200000, 500000,
@@ -131,6 +124,14 @@ static void late_record(struct worker_stats *st, uint64_t late_us)
 	st->late_sum_us += late_us;
 }
 
+/*
+ * The mixing clock.  Each conference keeps its own deadline on a fixed
+ * grid (start + k * ptime), so ticks never drift; a wake-up that comes
+ * late runs every tick that is due, with its grid time, instead of
+ * skipping any.  Only after a stall of more than a second (suspend, debug
+ * stop) does a conference jump to the last grid point before the
+ * present.  Returns the ticks run.
+ */
 unsigned conf_clock_run(struct conf *c, uint64_t now_us,
 			conf_tick_h *tick, struct worker_stats *st)
 {
@@ -279,21 +280,8 @@ void leg_recv_cb(int fd, short what, void *arg)
 	worker_busy(w, t0, now_ns());
 }
 
-/**
- * A new conference's first deadline.  A TRANSCODE conference's tick only
- * sends RTCP (its packets go through the mixer as they arrive): all of
- * them share the phase of the ptime grid.  MIX conferences spread their
- * mixing work over the period, on whole milliseconds (at most ptime
- * phases, so at most 1000 clock wake-ups a second however many
- * conferences there are): a new one takes a phase that the fewest of
- * the worker's other MIX conferences (others) use, the one farthest from
- * the busier phases around it (the first such from one period after
- * now).  Conferences created in a burst thus tick
- * one after another across the period instead of all at once, and a
- * tick does not wait for the ones before it.
- */
-/* ms from phase p to the nearest phase at most as used as p (either
- * way round the period), ms if none */
+/* ms from phase p to the nearest phase more used than p (either way
+ * round the period), ms if none */
 static unsigned phase_gap(const unsigned *used, unsigned ms, unsigned p)
 {
 	unsigned d;
@@ -305,6 +293,19 @@ static unsigned phase_gap(const unsigned *used, unsigned ms, unsigned p)
 	return ms;
 }
 
+/**
+ * A new conference's first deadline.  A TRANSCODE conference's tick only
+ * sends RTCP (its packets go through the mixer as they arrive): all of
+ * them share the phase of the ptime grid.  MIX conferences spread their
+ * mixing work over the period, on whole milliseconds (at most ptime
+ * phases, so at most 1000 clock wake-ups a second however many
+ * conferences there are): a new one takes a phase that the fewest of
+ * the worker's other MIX conferences (others) use, the one farthest from
+ * the busier phases around it (the first such from one period after
+ * now).  Conferences created in a burst thus tick one after another
+ * across the period instead of all at once, and a tick does not wait
+ * for the ones before it.
+ */
 uint64_t conf_first_tick(const struct conf *others, const struct conf *c,
 			 uint64_t now_us)
 {

@@ -130,7 +130,8 @@ int mix_jb_put(struct mix_jb *jb, const uint8_t *p, size_t len,
 	/* a packet is late only when all of it lies before the playout
 	 * position: one that straddles it (a sender whose first packet
 	 * overlaps the second, as GStreamer's opusenc stamps them) is
-	 * played from pos on, which puts pos back on the sender's grid */
+	 * played whole from its start, which puts pos back on the
+	 * sender's grid */
 	if (ext + (int64_t)dur <= jb->pos) {
 		jb->late++;
 		return EALREADY;

@@ -149,7 +149,8 @@ build_srtp() {
 	# libsrtp2's own test suite (cipher and SRTP drivers, RFC vectors,
 	# replay, rtpw) on the patched build: our patches must pass it
 	say "running libsrtp2's own tests (make runtest)"
-	(cd "$work/srtp/src" && make -j"$(nproc)" runtest 		> "$work/srtp/runtest.log" 2>&1) ||
+	(cd "$work/srtp/src" &&
+		make -j"$(nproc)" runtest > "$work/srtp/runtest.log" 2>&1) ||
 		{ tail -n 20 "$work/srtp/runtest.log" >&2
 		  say "libsrtp2's tests failed with our patches"; exit 1; }
 	printf '%s\n' "$want" > "$stamp"
