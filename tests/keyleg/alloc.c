@@ -8,93 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "tests/mock/alloc_count.h"
 
 #include "tkl.h"
 
-/*
- * The test program replaces malloc and friends (forwarding to glibc's
- * own) so it counts every allocation made by anyone in the process --
- * keyleg, libsrtp2 and OpenSSL's providers included -- while counting
- * is on.  Under AddressSanitizer or ThreadSanitizer the allocator belongs
- * to the sanitizer, so there the count cannot be taken and the test says
- * so.
- */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define ALLOC_COUNTING 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define ALLOC_COUNTING 0
-#endif
-#endif
-#ifndef ALLOC_COUNTING
-#define ALLOC_COUNTING 1
-#endif
-
-static volatile int counting;
-static volatile unsigned long allocs;
-
-#if ALLOC_COUNTING
-void *__libc_malloc(size_t n);
-void *__libc_calloc(size_t n, size_t m);
-void *__libc_realloc(void *p, size_t n);
-void *__libc_memalign(size_t a, size_t n);
-void __libc_free(void *p);
-void *malloc(size_t n);
-void *calloc(size_t n, size_t m);
-void *realloc(void *p, size_t n);
-void *memalign(size_t a, size_t n);
-int posix_memalign(void **pp, size_t a, size_t n);
-void *aligned_alloc(size_t a, size_t n);
-void free(void *p);
-
-void *malloc(size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t m)
-{
-	if (counting)
-		allocs++;
-	return __libc_calloc(n, m);
-}
-
-void *realloc(void *p, size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_realloc(p, n);
-}
-
-void *memalign(size_t a, size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_memalign(a, n);
-}
-
-int posix_memalign(void **pp, size_t a, size_t n)
-{
-	if (counting)
-		allocs++;
-	*pp = __libc_memalign(a, n);
-	return *pp ? 0 : 12;
-}
-
-void *aligned_alloc(size_t a, size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_memalign(a, n);
-}
-
-void free(void *p)
-{
-	__libc_free(p);
-}
-#endif
+/* allocations are counted by tests/mock/alloc_count.c */
 
 #define ROUNDS 200
 
@@ -149,12 +67,12 @@ static unsigned long count_profile(enum keyleg_profile p)
 	/* warm up: the first packets of a stream set up its state */
 	for (seq = 1; seq <= 4; seq++)
 		round_trip(kl, seq, (uint8_t *)w);
-	allocs = 0;
-	counting = 1;
+	alloc_count = 0;
+	alloc_counting = 1;
 	for (; seq <= 4 + ROUNDS; seq++)
 		round_trip(kl, seq, (uint8_t *)w);
-	counting = 0;
-	n = allocs;
+	alloc_counting = 0;
+	n = alloc_count;
 	keyleg_free(kl);
 	return n;
 }
@@ -193,12 +111,12 @@ static void t_alloc_counter_works(void **state)
 		skip();
 		return;
 	}
-	allocs = 0;
-	counting = 1;
+	alloc_count = 0;
+	alloc_counting = 1;
 	sink = malloc(100);
-	counting = 0;
+	alloc_counting = 0;
 	free(sink);
-	assert_int_equal(allocs, 1);
+	assert_int_equal(alloc_count, 1);
 }
 
 int tkl_run_alloc(void)

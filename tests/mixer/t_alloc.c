@@ -7,92 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "tests/mock/alloc_count.h"
 #include "sim.h"
 #include "tmix.h"
 
-/*
- * The test program replaces malloc and friends (forwarding to glibc's
- * own) so it can count every allocation made by anyone in the process,
- * libopus, SpanDSP and speexdsp included, while counting is on.  Under
- * AddressSanitizer or ThreadSanitizer the allocator belongs to the
- * sanitizer, so there the count cannot be taken and the test says so.
- */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define ALLOC_COUNTING 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define ALLOC_COUNTING 0
-#endif
-#endif
-#ifndef ALLOC_COUNTING
-#define ALLOC_COUNTING 1
-#endif
-
-static volatile int counting;
-static volatile unsigned long allocs;
-
-#if ALLOC_COUNTING
-void *__libc_malloc(size_t n);
-void *__libc_calloc(size_t n, size_t m);
-void *__libc_realloc(void *p, size_t n);
-void *__libc_memalign(size_t a, size_t n);
-void __libc_free(void *p);
-void *malloc(size_t n);
-void *calloc(size_t n, size_t m);
-void *realloc(void *p, size_t n);
-void *memalign(size_t a, size_t n);
-int posix_memalign(void **pp, size_t a, size_t n);
-void *aligned_alloc(size_t a, size_t n);
-void free(void *p);
-
-void *malloc(size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t m)
-{
-	if (counting)
-		allocs++;
-	return __libc_calloc(n, m);
-}
-
-void *realloc(void *p, size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_realloc(p, n);
-}
-
-void *memalign(size_t a, size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_memalign(a, n);
-}
-
-int posix_memalign(void **pp, size_t a, size_t n)
-{
-	if (counting)
-		allocs++;
-	*pp = __libc_memalign(a, n);
-	return *pp ? 0 : 12;
-}
-
-void *aligned_alloc(size_t a, size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_memalign(a, n);
-}
-
-void free(void *p)
-{
-	__libc_free(p);
-}
-#endif
+/* allocations are counted by tests/mock/alloc_count.c */
 
 /* a conference with every codec, resampling, talker changes and loss */
 static void test_no_alloc_mix(void **state)
@@ -126,8 +45,8 @@ static void test_no_alloc_mix(void **state)
 		p->rx = realloc(p->rx, p->rx_cap * sizeof(int16_t));
 		assert_non_null(p->rx);
 	}
-	allocs = 0;
-	counting = 1;
+	alloc_count = 0;
+	alloc_counting = 1;
 	for (t = 0; t < 300; t++) {
 		s.p[0]->on = (t / 40) % 2 == 0; /* talker changes */
 		if (t % 7 == 3) {
@@ -140,9 +59,9 @@ static void test_no_alloc_mix(void **state)
 		}
 		sim_step(&s);
 	}
-	counting = 0;
-	print_message("allocations in 300 ticks: %lu\n", allocs);
-	assert_int_equal(allocs, 0);
+	alloc_counting = 0;
+	print_message("allocations in 300 ticks: %lu\n", alloc_count);
+	assert_int_equal(alloc_count, 0);
 	sim_free(&s);
 }
 
@@ -168,12 +87,12 @@ static void test_no_alloc_transcode(void **state)
 	s.p[1]->rx_cap = 16000 * 8;
 	assert_non_null(s.p[0]->rx);
 	assert_non_null(s.p[1]->rx);
-	allocs = 0;
-	counting = 1;
+	alloc_count = 0;
+	alloc_counting = 1;
 	for (t = 0; t < 200; t++)
 		sim_step(&s);
-	counting = 0;
-	assert_int_equal(allocs, 0);
+	alloc_counting = 0;
+	assert_int_equal(alloc_count, 0);
 	sim_free(&s);
 }
 
@@ -185,12 +104,12 @@ static void test_alloc_counter_works(void **state)
 	(void)state;
 	if (!ALLOC_COUNTING)
 		return;
-	allocs = 0;
-	counting = 1;
+	alloc_count = 0;
+	alloc_counting = 1;
 	sink = malloc(100);
-	counting = 0;
+	alloc_counting = 0;
 	free(sink);
-	assert_int_equal(allocs, 1);
+	assert_int_equal(alloc_count, 1);
 }
 
 int tmix_run_alloc(void)
