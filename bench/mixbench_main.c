@@ -19,7 +19,8 @@
 /*
  * Scenarios (-s NAME, repeatable; default all):
  *   opus10-levels     10 Opus 48 kHz legs, 2 talkers, RFC 6464 levels
- *   opus10-nolevels   the same without levels (energy VAD: all decoded)
+ *   opus10-nolevels   the same without levels (silent legs' Opus VAD flags
+ *                     spare their decode; -E: every leg decoded)
  *   g711-10           10 PCMU legs, 8 kHz conference, 2 talkers
  *   opus100           100 Opus 48 kHz legs, 3 talkers, levels
  *   tc-8k             Opus <-> PCMU transcoder, 8 kHz internal rate
@@ -439,7 +440,7 @@ static void sweep_resampler(unsigned frames)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: mixbench [-q] [-n TICKS] [-c COMPLEXITY] "
+	fprintf(stderr, "usage: mixbench [-q] [-E] [-n TICKS] [-c COMPLEXITY] "
 		"[-s SCENARIO]...\n");
 }
 
@@ -450,10 +451,13 @@ int main(int argc, char **argv)
 	bool quick = false;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "qn:c:s:h")) != -1) {
+	while ((ch = getopt(argc, argv, "qEn:c:s:h")) != -1) {
 		switch (ch) {
 		case 'q':
 			quick = true;
+			break;
+		case 'E':
+			mix_opt_opus_vad = false;
 			break;
 		case 'n':
 			ticks = (unsigned)strtoul(optarg, NULL, 10);

@@ -340,6 +340,100 @@ bool mix_pkt_has_fec(enum mix_codec codec, const uint8_t *p, size_t len)
 	return (p[0] >> 3) < 16;
 }
 
+/*
+ * The sender's voice activity flags (RFC 6716 4.2.3): a SILK or hybrid
+ * Opus frame opens, in its range-coded bit stream, with one VAD flag per
+ * SILK frame (1 for 10 and 20 ms, 2 for 40, 3 for 60) and the LBRR flag,
+ * per channel (side after mid in stereo), each a bit of probability 1/2.
+ * Reading them takes the range decoder's first steps (RFC 6716 4.1) on
+ * a few bytes; nothing is decoded.
+ */
+struct vad_rd {
+	const uint8_t *p;
+	size_t len, pos;
+	uint32_t rng, val;
+	unsigned rem;
+};
+
+static unsigned rd_byte(struct vad_rd *d)
+{
+	return d->pos < d->len ? d->p[d->pos++] : 0;
+}
+
+static void rd_norm(struct vad_rd *d)
+{
+	while (d->rng <= (1u << 23)) {
+		unsigned sym = d->rem;
+
+		d->rng <<= 8;
+		d->rem = rd_byte(d);
+		sym = ((sym << 8) | d->rem) >> 1;
+		d->val = ((d->val << 8) + (255 & ~sym)) & 0x7fffffffu;
+	}
+}
+
+static bool rd_bit(struct vad_rd *d)
+{
+	uint32_t s = d->rng >> 1;
+	bool bit = d->val < s;
+
+	if (!bit)
+		d->val -= s;
+	d->rng = bit ? s : d->rng - s;
+	rd_norm(d);
+	return bit;
+}
+
+static int frame_vad(const uint8_t *f, size_t len, unsigned nsilk,
+		     unsigned chans)
+{
+	struct vad_rd d = { .p = f, .len = len, .rng = 128 };
+	unsigned c, i;
+	bool any = false;
+
+	if (!len)
+		return 0;  /* an empty frame is a DTX gap: nothing to play */
+	d.rem = rd_byte(&d);
+	d.val = 127 - (d.rem >> 1);
+	rd_norm(&d);
+	for (c = 0; c < chans; c++) {
+		for (i = 0; i < nsilk; i++)
+			any |= rd_bit(&d);
+		(void)rd_bit(&d); /* LBRR flag */
+	}
+	return any;
+}
+
+/**
+ * Voice activity of an Opus packet, from the flags its encoder set.
+ *
+ * @return 1 if any frame carries speech, 0 if none does, -1 if the
+ *         packet does not say (CELT-only mode) or is malformed
+ */
+int mix_opus_vad(const uint8_t *p, size_t len)
+{
+	const unsigned char *frames[48];
+	opus_int16 size[48];
+	unsigned char toc;
+	unsigned cfg, nsilk, chans;
+	int n, i, vad = 0;
+
+	if (!p || !len || len > INT32_MAX)
+		return -1;
+	n = opus_packet_parse(p, (opus_int32)len, &toc, frames, size, NULL);
+	if (n <= 0)
+		return -1;
+	cfg = toc >> 3;
+	if (cfg >= 16)
+		return -1;
+	/* SILK-only 0..11: 10/20/40/60 ms; hybrid 12..15: 10/20 ms */
+	nsilk = cfg < 12 && (cfg & 3) >= 2 ? (cfg & 3) : 1;
+	chans = toc & 4 ? 2 : 1;
+	for (i = 0; i < n && !vad; i++)
+		vad = frame_vad(frames[i], (size_t)size[i], nsilk, chans);
+	return vad;
+}
+
 /* --- encoder --- */
 
 static int opus_setup(struct mix_enc *e)

@@ -57,6 +57,8 @@ struct mix_leg {
 	struct mix_jb jb;
 	unsigned fifo_n;
 	bool levels;             /* packets carry RFC 6464 levels        */
+	bool vad_idle;           /* this tick: Opus VAD flags say silence */
+	unsigned vad_probe;      /* idle ticks until a decode to meter   */
 	bool playing;            /* decoder has produced audio           */
 	bool need_reset;         /* frames were skipped: reset decoder   */
 	bool have_pcm;

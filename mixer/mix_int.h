@@ -68,6 +68,7 @@ void mix_dec_conceal(struct mix_dec *d, int16_t *out, unsigned n);
 int mix_pkt_duration(enum mix_codec codec, const uint8_t *p, size_t len,
 		     unsigned crate, unsigned *clkp);
 bool mix_pkt_has_fec(enum mix_codec codec, const uint8_t *p, size_t len);
+int mix_opus_vad(const uint8_t *p, size_t len);
 int mix_enc_init(struct mix_enc *e, enum mix_codec codec, unsigned rate,
 		 unsigned crate, unsigned ptime_ms,
 		 const struct mix_opus_cfg *ocfg);
@@ -82,6 +83,9 @@ extern int mix_resampler_quality;
 /* for measurement only (tests, bench): copy the group encoder's state
  * into a new talker's own encoder (default true) */
 extern bool mix_opt_clone;
+/* for measurement only: skip decoding Opus packets whose VAD flags say
+ * silence on legs without RFC 6464 levels (default true) */
+extern bool mix_opt_opus_vad;
 
 /* jbuf.c: adaptive jitter buffer on RTP timestamps and sequence numbers */
 struct mix_jb_slot {

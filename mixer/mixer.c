@@ -3,11 +3,12 @@
  *
  * One tick (mix_tick):
  *   1. every receiving leg reports a level for this frame: RFC 6464 legs
- *      from the packet about to play (no decode), the others by decoding
- *      and metering the frame (energy VAD);
+ *      from the packet about to play (no decode); on inactive legs, Opus
+ *      packets whose encoder's VAD flags say silence count as silent (no
+ *      decode); the others are decoded and metered (energy VAD);
  *   2. the N loudest active legs are the talkers (hysteresis: hangover,
  *      a 6 dB margin and a minimum hold before a talker is replaced);
- *   3. talkers of RFC 6464 legs are decoded now; silent or muted legs are
+ *   3. talkers not decoded in 1 are decoded now; silent or muted legs are
  *      never decoded (their jitter buffers are drained, the decoder reset
  *      and faded in when they come back);
  *   4. int32 sum of the talkers; each talker's N-1 is the sum minus its
@@ -31,8 +32,10 @@
 #define SWAP_DB       6.0f    /* margin to replace a talker           */
 #define CONC_MAX_MS   200     /* concealment fades to silence after   */
 #define SILENT_LEVEL  127
+#define PROBE_MS      400     /* an idle Opus leg is metered this often */
 
 bool mix_opt_clone = true;
+bool mix_opt_opus_vad = true;
 
 static const char *codec_names[MIX_CODEC_COUNT] = {
 	"opus", "PCMU", "PCMA", "G722"
@@ -280,6 +283,7 @@ static void leg_input_restart(struct mix_leg *l)
 	l->flevel = l->slevel = -127.0f;
 	l->cur_level = SILENT_LEVEL;
 	l->t_started = false;
+	l->vad_probe = 0;
 }
 
 /*
@@ -370,6 +374,8 @@ int mix_leg_add(struct mix_conf *c, struct mix_leg **lp,
 	}
 	l->src = SRC_SHARED;
 	l->idx = c->nlegs;
+	/* spread the idle legs' metering decodes over the ticks */
+	l->vad_probe = l->idx % (PROBE_MS / c->cfg.ptime_ms);
 	c->legs[c->nlegs++] = l;
 	if (c->cfg.mode == MIX_MODE_TRANSCODE) {
 		err = transcode_rate(c);
@@ -538,6 +544,11 @@ int mix_put(struct mix_leg *l, const uint8_t *payload, size_t len,
 	if (l->conf->cfg.mode == MIX_MODE_TRANSCODE)
 		return mix_transcode_put(l, payload, len, rtp_ts, marker);
 	l->levels = audio_level >= 0;
+	/* without RFC 6464, the Opus encoder's own VAD flags tell a packet
+	 * that carries no speech: it need not be decoded to be metered */
+	if (audio_level < 0 && mix_opt_opus_vad &&
+	    l->cfg.codec == MIX_CODEC_OPUS && mix_opus_vad(payload, len) == 0)
+		audio_level = SILENT_LEVEL;
 	err = mix_jb_put(&l->jb, payload, len, seq, rtp_ts, audio_level, dur,
 			 now_us);
 	return err == EALREADY ? 0 : err;
@@ -734,6 +745,30 @@ static void leg_input(struct mix_leg *l, bool need)
 	fill_fifo(l, need);
 	fifo_take(l, l->pcm);
 	l->have_pcm = need;
+}
+
+/*
+ * The next frame of a leg without RFC 6464 levels is a packet whose Opus
+ * VAD flags say silence (mix_put marked it): a leg that is not active
+ * meters it as silent without decoding it.  The encoder's VAD takes a
+ * steady sound (a tone, music on hold) for background noise after about
+ * half a second, so an active leg is decoded and metered as before (the
+ * flags start a leg talking, the energy keeps it talking), and an idle
+ * leg is still decoded and metered once every PROBE_MS (a steady sound
+ * that was already playing when the leg was unmuted is heard then).
+ */
+static bool leg_vad_idle(struct mix_leg *l)
+{
+	const struct mix_jb_slot *s = mix_jb_at(&l->jb, l->jb.pos);
+
+	if (!s || s->level != SILENT_LEVEL)
+		return false;
+	if (l->vad_probe) {
+		l->vad_probe--;
+		return true;
+	}
+	l->vad_probe = PROBE_MS / l->conf->cfg.ptime_ms - 1;
+	return false;
 }
 
 /* --- talker selection --- */
@@ -1061,10 +1096,15 @@ int mix_tick(struct mix_conf *c, uint64_t now_us)
 			l->have_pcm = false;
 			continue;
 		}
-		if (!l->levels) {
+		l->vad_idle = !l->levels && !l->active && !l->talker &&
+			l->fifo_n < n && leg_vad_idle(l);
+		if (!l->levels && !l->vad_idle) {
 			leg_input(l, true);
 			lv = l->have_pcm ? mix_level_dbov(l->pcm, n) : -127.0f;
 			lv += l->cfg.gain_in_db;
+		}
+		else if (l->vad_idle) {
+			lv = -127.0f;
 		}
 		else {
 			struct mix_jb_slot *s = NULL;
@@ -1090,7 +1130,7 @@ int mix_tick(struct mix_conf *c, uint64_t now_us)
 
 		if (!l->cfg.recv || l->cfg.muted)
 			continue;
-		if (l->levels)
+		if (l->levels || l->vad_idle)
 			leg_input(l, l->talker);
 		if (!l->talker)
 			continue;

@@ -10,13 +10,23 @@
 #include "sim.h"
 #include "tmix.h"
 
-static void shared_run(unsigned n, unsigned talkers, bool levels)
+/*
+ * n Opus legs, the first talkers of them talking.  Decodes per tick: with
+ * RFC 6464 levels only the talkers; without, the talkers and the silent
+ * legs' metering probes (each silent leg once per PROBE_MS = 20 ticks,
+ * spread by leg index), since their packets' VAD flags say silence; with
+ * that reading off (vad false), every leg.
+ */
+static void shared_run_vad(unsigned n, unsigned talkers, bool levels,
+			   bool vad)
 {
 	struct mix_conf_cfg cfg;
 	struct mix_conf_stats st;
 	struct sim s;
-	unsigned i, t, out0;
+	unsigned i, t, out0, probes = (n - talkers + 19) / 20;
+	uint64_t silent_dec = 0;
 
+	mix_opt_opus_vad = vad;
 	mix_conf_cfg_default(&cfg);
 	sim_init(&s, &cfg);
 	for (i = 0; i < n; i++) {
@@ -34,9 +44,14 @@ static void shared_run(unsigned n, unsigned talkers, bool levels)
 		assert_int_equal(st.talkers, talkers);
 		/* one shared encode for the listeners, one per talker */
 		assert_int_equal(st.last_tick_encodes, talkers + 1);
-		/* with levels only talkers are decoded; without, all */
-		assert_int_equal(st.last_tick_decodes,
-				 levels ? talkers : n);
+		if (levels)
+			assert_int_equal(st.last_tick_decodes, talkers);
+		else if (!vad)
+			assert_int_equal(st.last_tick_decodes, n);
+		else {
+			assert_in_range(st.last_tick_decodes, talkers,
+					talkers + probes);
+		}
 		/* and everybody still gets a packet every tick */
 		assert_int_equal(s.packets_out - out0, n);
 	}
@@ -47,9 +62,21 @@ static void shared_run(unsigned n, unsigned talkers, bool levels)
 		assert_int_equal(ls.talking, i < talkers);
 		if (levels && i >= talkers)
 			assert_int_equal(ls.decodes, 0);
+		if (i >= talkers)
+			silent_dec += ls.decodes;
 	}
+	/* 50 ticks: every silent leg metered 2 or 3 times */
+	if (!levels && vad)
+		assert_in_range(silent_dec, 2 * (n - talkers),
+				3 * (n - talkers));
 	assert_int_equal(s.bad_ts, 0);
+	mix_opt_opus_vad = true;
 	sim_free(&s);
+}
+
+static void shared_run(unsigned n, unsigned talkers, bool levels)
+{
+	shared_run_vad(n, talkers, levels, true);
 }
 
 static void test_shared_10_2(void **state)
@@ -62,6 +89,13 @@ static void test_shared_10_2_nolevels(void **state)
 {
 	(void)state;
 	shared_run(10, 2, false);
+}
+
+/* the decoder-based VAD alone decodes every leg */
+static void test_shared_10_2_energy_vad(void **state)
+{
+	(void)state;
+	shared_run_vad(10, 2, false, false);
 }
 
 static void test_shared_100_3(void **state)
@@ -201,6 +235,7 @@ int tmix_run_shared(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shared_10_2),
 		cmocka_unit_test(test_shared_10_2_nolevels),
+		cmocka_unit_test(test_shared_10_2_energy_vad),
 		cmocka_unit_test(test_shared_100_3),
 		cmocka_unit_test(test_shared_100_3_nolevels),
 		cmocka_unit_test(test_switch_clean),

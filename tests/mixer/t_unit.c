@@ -1,6 +1,7 @@
 /** @file t_unit.c  Limiter, G.711 tables, jitter buffer, API and control */
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <opus/opus.h>
 #include <spandsp/telephony.h>
 #include <spandsp/bit_operations.h>
 #include <spandsp/g711.h>
@@ -296,6 +298,75 @@ static void test_api_validation(void **state)
 	c = mix_conf_free(c);
 }
 
+/* encode n ms of a tone (amp 0: -70 dBov noise) in frames of ms */
+static int vad_of(OpusEncoder *e, double amp, unsigned ms, unsigned ch,
+		  unsigned long *t)
+{
+	int16_t pcm[2880 * 2];
+	uint8_t out[1500];
+	unsigned i, n = 48 * ms, seed;
+	int len;
+
+	for (i = 0; i < n * ch; i++, (*t)++) {
+		seed = (unsigned)*t * 1103515245u + 12345u;
+		pcm[i] = amp > 0 ? (int16_t)(amp * 32767 *
+					    sin(2 * M_PI * 700.0 *
+						(double)(*t / ch) / 48000)) :
+			(int16_t)((int)((seed >> 16) & 7) - 4);
+	}
+	len = opus_encode(e, pcm, (int)n, out, sizeof(out));
+	assert_true(len > 0);
+	/* a 20 ms mono SILK/hybrid frame: the first flag is the top bit of
+	 * the first byte after the TOC (the range coder's first step) */
+	if (ch == 1 && ms == 20 && len > 1 && (out[0] >> 3) < 16)
+		assert_int_equal(mix_opus_vad(out, (size_t)len),
+				 out[1] >> 7);
+	return mix_opus_vad(out, (size_t)len);
+}
+
+/* the sender's Opus VAD flags: speech, silence, CELT-only, malformed */
+static void test_opus_vad(void **state)
+{
+	static const unsigned ptimes[4] = {10, 20, 40, 60};
+	static const uint8_t toc_only[1] = {15 << 3};
+	static const uint8_t bad[3] = {(15 << 3) | 3, 0x05, 0x00};
+	OpusEncoder *e;
+	unsigned long t = 0;
+	unsigned i, k, ch;
+	int err, v;
+
+	(void)state;
+	for (ch = 1; ch <= 2; ch++) {
+		for (k = 0; k < 4; k++) {
+			e = opus_encoder_create(48000, (int)ch,
+						OPUS_APPLICATION_VOIP, &err);
+			assert_non_null(e);
+			opus_encoder_ctl(e, OPUS_SET_BITRATE(24000 * ch));
+			opus_encoder_ctl(e, OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE));
+			/* noise at -70 dBov: no speech, once settled */
+			for (i = 0; i < 400 / ptimes[k]; i++)
+				v = vad_of(e, 0, ptimes[k], ch, &t);
+			assert_int_equal(v, 0);
+			/* a tone starting: speech */
+			v = vad_of(e, 0.1, ptimes[k], ch, &t);
+			v |= vad_of(e, 0.1, ptimes[k], ch, &t);
+			assert_int_equal(v, 1);
+			opus_encoder_destroy(e);
+		}
+	}
+	/* CELT-only packets carry no flags */
+	e = opus_encoder_create(48000, 1, OPUS_APPLICATION_RESTRICTED_LOWDELAY,
+				&err);
+	assert_non_null(e);
+	assert_int_equal(vad_of(e, 0.1, 20, 1, &t), -1);
+	opus_encoder_destroy(e);
+	/* an empty frame (DTX) plays nothing; malformed packets say nothing */
+	assert_int_equal(mix_opus_vad(toc_only, 1), 0);
+	assert_int_equal(mix_opus_vad(bad, sizeof(bad)), -1);
+	assert_int_equal(mix_opus_vad(NULL, 0), -1);
+	assert_int_equal(mix_opus_vad(toc_only, 0), -1);
+}
+
 /* muted legs are never decoded and never mixed; unmute restarts */
 static void test_mute_and_gain(void **state)
 {
@@ -451,6 +522,7 @@ int tmix_run_unit(void)
 		cmocka_unit_test(test_g711_plc),
 		cmocka_unit_test(test_jb_counters),
 		cmocka_unit_test(test_api_validation),
+		cmocka_unit_test(test_opus_vad),
 		cmocka_unit_test(test_mute_and_gain),
 		cmocka_unit_test(test_talker_hysteresis),
 		cmocka_unit_test(test_send_pause),
