@@ -1098,13 +1098,13 @@ int mix_tick(struct mix_conf *c, uint64_t now_us)
 		}
 		l->vad_idle = !l->levels && !l->active && !l->talker &&
 			l->fifo_n < n && leg_vad_idle(l);
-		if (!l->levels && !l->vad_idle) {
+		if (l->vad_idle) {
+			lv = -127.0f;
+		}
+		else if (!l->levels) {
 			leg_input(l, true);
 			lv = l->have_pcm ? mix_level_dbov(l->pcm, n) : -127.0f;
 			lv += l->cfg.gain_in_db;
-		}
-		else if (l->vad_idle) {
-			lv = -127.0f;
 		}
 		else {
 			struct mix_jb_slot *s = NULL;
