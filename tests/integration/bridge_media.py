@@ -26,8 +26,11 @@ if not os.path.exists(bt.BRIDGED):
 br = bt.Bridge(rtp_ports="32100-32199", workers=2,
                config={"rtcp-interval-ms": 300})
 FREQ = {"alice": 500.0, "bob": 900.0, "carol": 1400.0}
+# alice's sequence numbers wrap in her first second: her rekey below
+# must carry the rollover counter (RFC 3711 3.3.1) on both sides
 a = bt.Participant("alice", FREQ["alice"],
-                   profile="AES_CM_128_HMAC_SHA1_80", te_pt=101)
+                   profile="AES_CM_128_HMAC_SHA1_80", te_pt=101,
+                   first_seq=65500)
 b = bt.Participant("bob", FREQ["bob"], family=socket.AF_INET6,
                    profile="AEAD_AES_128_GCM", te_pt=101)
 c = bt.Participant("carol", FREQ["carol"],

@@ -368,7 +368,7 @@ class Controller:
             if st != 201:
                 return st
             for p in parts:
-                p.rekey(*bt.new_keys(p.profile))
+                p.rekey(*bt.new_keys(p.profile), same_streams=False)
             join(br, cid, parts)
         return 201
 

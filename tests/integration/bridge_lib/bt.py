@@ -235,7 +235,7 @@ class Participant:
     """An RTP/SRTP endpoint sending a PCMU tone and recording PCMU."""
 
     def __init__(self, name, freq, family=socket.AF_INET, profile=None,
-                 te_pt=None, codec="pcmu"):
+                 te_pt=None, codec="pcmu", first_seq=None):
         self.name = name
         self.codec = codec
         self.pt = 0 if codec == "pcmu" else 8
@@ -252,7 +252,8 @@ class Participant:
         self.profile = profile
         self.te_pt = te_pt
         self.ssrc = struct.unpack("!I", os.urandom(4))[0]
-        self.seq = struct.unpack("!H", os.urandom(2))[0]
+        self.seq = struct.unpack("!H", os.urandom(2))[0] if first_seq is None \
+            else first_seq
         self.ts = struct.unpack("!I", os.urandom(4))[0]
         self.sample = 0
         self.sent = []          # protected packets sent (for replays)
@@ -290,12 +291,23 @@ class Participant:
         self.bridge_addr = (host.strip("[]"), int(port))
         self.leg_id = resp["leg"]
 
-    def rekey(self, rx_key, tx_key):
-        """Switch to new keys; keep the old receive key as a fallback."""
+    def rekey(self, rx_key, tx_key, same_streams=True):
+        """Switch to new keys; keep the old receive key as a fallback.
+
+        On a rekey of a live leg the packet index (ROC, highest sequence
+        number) of every SSRC carries over to the new contexts, as the
+        bridge's does (RFC 3711 3.3.1: the index belongs to the stream).
+        same_streams=False is a new leg (a restarted bridge): new SRTP
+        streams, whose index starts afresh on both sides."""
         self.rx_key, self.tx_key = rx_key, tx_key
+        old_send = self.send_ctx
         self.send_ctx = srtp.Context(self.profile, rx_key)
         self.old_recv_ctx = self.recv_ctx
         self.recv_ctx = srtp.Context(self.profile, tx_key)
+        if same_streams and old_send:
+            self.send_ctx.roc = dict(old_send.roc)
+        if same_streams and self.old_recv_ctx:
+            self.recv_ctx.roc = dict(self.old_recv_ctx.roc)
 
     def forged(self, k):
         """A packet with a fresh sequence number and a wrong tag."""
