@@ -108,14 +108,16 @@ int lg_setup_keymix(struct lg *g, const char *control, const char *token)
 		json_t *body;
 
 		conf_id(id, sizeof(id), c);
-		body = json_pack("{s:s, s:s, s:i, s:i, s:i}",
+		body = json_pack("{s:s, s:s, s:i, s:i}",
 				 "id", id,
 				 "mode",
 				 g->sc->transcode ? "transcode" : "mix",
-				 "rate", g->sc->codec_a == LG_PCMU &&
-				 !g->sc->transcode ? 8000 : 48000,
 				 "ptime", LG_PTIME_MS,
 				 "max_talkers", 3);
+		/* a transcoder picks its rate from its legs (the default) */
+		if (body && !g->sc->transcode)
+			json_object_set_new(body, "rate", json_integer(
+				g->sc->codec_a == LG_PCMU ? 8000 : 48000));
 		/* complexity < 0: the bridge's default */
 		if (body && g->complexity >= 0)
 			json_object_set_new(body, "opus", json_pack(

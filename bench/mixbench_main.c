@@ -23,8 +23,9 @@
  *                     spare their decode; -E: every leg decoded)
  *   g711-10           10 PCMU legs, 8 kHz conference, 2 talkers
  *   opus100           100 Opus 48 kHz legs, 3 talkers, levels
- *   tc-8k             Opus <-> PCMU transcoder, 8 kHz internal rate
- *   tc-48k            the same through 48 kHz (for comparison)
+ *   tc-8k             Opus <-> PCMU transcoder, 8 kHz internal rate (the
+ *                     Opus leg sends 48 kHz fullband, as WebRTC does)
+ *   tc-16k, tc-48k    the same through 16 and 48 kHz (for comparison)
  * Non-talkers send room noise at about -60 dBov (under the VAD).
  * and the sweeps behind the defaults:
  *   complexity        Opus encode cost per 20 ms frame, complexity 0..10
@@ -274,7 +275,7 @@ static int run_tc(const char *name, unsigned rate, unsigned ticks)
 	if (!err)
 		err = mix_leg_add(c, &lu, &lc, NULL);
 	if (!err)
-		err = make_packets(po, MIX_CODEC_OPUS, rate, true, 1);
+		err = make_packets(po, MIX_CODEC_OPUS, 48000, true, 1);
 	if (!err)
 		err = make_packets(pu, MIX_CODEC_PCMU, 8000, true, 2);
 	if (err)
@@ -491,14 +492,15 @@ int main(int argc, char **argv)
 		if (w && run_scen(&scens[i], ticks))
 			return 1;
 	}
-	for (i = 0; i < 2; i++) {
-		const char *nm = i ? "tc-48k" : "tc-8k";
+	for (i = 0; i < 3; i++) {
+		static const char *const nms[] = {"tc-8k", "tc-16k", "tc-48k"};
+		static const unsigned rates[] = {8000, 16000, 48000};
 		bool w = !nwant;
 		unsigned k;
 
 		for (k = 0; k < nwant; k++)
-			w |= !strcmp(want[k], nm);
-		if (w && run_tc(nm, i ? 48000 : 8000, ticks * 4))
+			w |= !strcmp(want[k], nms[i]);
+		if (w && run_tc(nms[i], rates[i], ticks * 4))
 			return 1;
 	}
 	for (i = 0; i < 2; i++) {

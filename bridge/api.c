@@ -248,6 +248,7 @@ static void call_conf_get(struct worker *w, void *arg)
 	struct call_conf *cc = arg;
 	struct conf *c = cc->c;
 	struct mix_leg *tv[16];
+	struct mix_conf_stats ms;
 	json_t *legs, *talkers;
 	struct leg *l;
 	unsigned n, i;
@@ -264,9 +265,12 @@ static void call_conf_get(struct worker *w, void *arg)
 	/* legs in creation order: the list is newest first */
 	for (l = c->legs; l; l = l->next)
 		json_array_insert_new(legs, 0, leg_json(l));
-	cc->out = json_pack("{s:s, s:s, s:i, s:o, s:o}", "id", c->id,
-			    "mode", mode_name(c->mode), "rate", c->rate,
-			    "talkers", talkers, "legs", legs);
+	/* rate: the mixer's rate now; rate_auto: chosen by the legs */
+	mix_conf_stats_get(c->mix, &ms);
+	cc->out = json_pack("{s:s, s:s, s:i, s:b, s:o, s:o}", "id", c->id,
+			    "mode", mode_name(c->mode), "rate", ms.rate,
+			    "rate_auto", c->rate == 0, "talkers", talkers,
+			    "legs", legs);
 	json_object_set_new(cc->out, "ptime", json_integer(c->ptime));
 	json_object_set_new(cc->out, "max_talkers",
 			    json_integer(c->max_talkers));
@@ -349,7 +353,7 @@ static void h_conf_create(struct bridge *b, struct evhttp_request *req)
 {
 	char err[ERRSZ];
 	const char *id = NULL, *mode = "mix";
-	long long rate = 48000, ptime = 20, talkers = 3;
+	long long rate = -1, ptime = 20, talkers = 3;
 	struct mix_conf_cfg def;
 	struct call_conf cc;
 	struct confref *r;
@@ -398,10 +402,14 @@ static void h_conf_create(struct bridge *b, struct evhttp_request *req)
 			 mode);
 		goto fail;
 	}
-	if (rate != 8000 && rate != 16000 && rate != 24000 && rate != 48000) {
+	/* a transcoder runs at the lower of its legs' rates unless told */
+	if (rate < 0)
+		rate = c->mode == MODE_TRANSCODE ? 0 : 48000;
+	if ((rate != 0 || c->mode != MODE_TRANSCODE) && rate != 8000 &&
+	    rate != 16000 && rate != 24000 && rate != 48000) {
 		st = 422;
 		snprintf(err, ERRSZ, "unsupported rate %lld (8000, 16000, "
-			 "24000, 48000)", rate);
+			 "24000, 48000; 0 = automatic, transcode only)", rate);
 		goto fail;
 	}
 	if (ptime != 10 && ptime != 20) {
@@ -445,9 +453,13 @@ static void h_conf_create(struct bridge *b, struct evhttp_request *req)
 	r->next = b->confs;
 	b->confs = r;
 	b->nconfs++;
-	bridge_log(BRIDGE_LOG_INFO, "conference %s created (%s, %u Hz, "
-		   "%u ms) on worker %u", c->id, mode_name(c->mode), c->rate,
-		   c->ptime, c->w->idx);
+	if (c->rate)
+		snprintf(err, ERRSZ, "%u Hz", c->rate);
+	else
+		snprintf(err, ERRSZ, "automatic rate");
+	bridge_log(BRIDGE_LOG_INFO, "conference %s created (%s, %s, %u ms) "
+		   "on worker %u", c->id, mode_name(c->mode), err, c->ptime,
+		   c->w->idx);
 	reply_json(req, 201, json_pack("{s:s}", "id", c->id));
 	json_decref(j);
 	return;

@@ -68,7 +68,8 @@ struct mix_conf_cfg {
 	enum mix_mode mode;
 	unsigned rate;        /**< internal rate: 8000/16000/24000/48000;
 				   TRANSCODE also 0 = the lower of the two
-				   legs' audio rates (Opus counts 48000) */
+				   legs' audio rates (Opus counts 48000),
+				   at least 16000 with an Opus leg      */
 	unsigned ptime_ms;    /**< tick: 10 or 20                           */
 	unsigned max_talkers; /**< N loudest mixed (1..16), default 3       */
 	struct mix_opus_cfg opus; /**< default for Opus legs                */
@@ -138,6 +139,8 @@ struct mix_conf_stats {
 	unsigned last_tick_concealments;
 	unsigned legs;
 	unsigned talkers;
+	unsigned rate;          /**< internal rate now (automatic: chosen
+				     when the second leg is added)      */
 };
 
 /* codecs */

@@ -128,6 +128,8 @@ try:
     cases422 = [
         ("unsupported mode", "/v1/conferences", {"id": "q", "mode": "x"}),
         ("unsupported rate", "/v1/conferences", {"id": "q", "rate": 44100}),
+        ("automatic rate in mix mode", "/v1/conferences",
+         {"id": "q", "rate": 0}),
         ("unsupported ptime", "/v1/conferences", {"id": "q", "ptime": 30}),
         ("unsupported codec", "/v1/conferences/c1/legs",
          leg(codec="speex")),
@@ -208,6 +210,10 @@ try:
     st, j = br.leg("t1", **leg(remote="127.0.0.1:40012"))
     T.check(st == 503 and "exhausted" in j["error"],
             "port range exhausted: 503 %s" % j)
+    st, j = br.get("t1")
+    T.check(st == 200 and j.get("rate") == 8000 and j.get("rate_auto"),
+            "transcode without a rate runs at its PCMU legs' 8000: %s %s" %
+            (j.get("rate"), j.get("rate_auto")))
     # ---- conference GET shape ----
     st, j = br.get("c1")
     T.check(st == 200 and set(("id", "mode", "rate", "talkers", "legs"))

@@ -5,7 +5,9 @@ A (Opus 48 kHz, AES_CM_128_HMAC_SHA1_80) speaks 1000 Hz at -12 dBFS,
 B (PCMA 8 kHz, AEAD_AES_128_GCM) speaks 450 Hz at -18 dBFS: each must hear
 the other's tone at the level sent (+- 1 dB) and its own not at all
 (>= 40 dB down).  Then the same with G.722 against Opus 16 kHz, and
-PCMU against Opus 24 kHz with both legs over IPv6 (::1)."""
+PCMU against Opus 24 kHz with both legs over IPv6 (::1).  The conferences
+give no rate: each runs at the lower of its legs' rates, at least 16 kHz
+for an Opus encoder (16 kHz in all three)."""
 
 import os
 import sys
@@ -29,6 +31,7 @@ try:
 except Exception as e:
     suite.fail_setup(str(e))
 
+AUDIO_RATE = {"opus": 48000, "g722": 16000, "pcmu": 8000, "pcma": 8000}
 cases = [
     ("opus-pcma",
      UE("A", T, tone=1000, level=-12, codec="opus", rate=48000,
@@ -86,6 +89,13 @@ for cid, a, b in cases:
         expect(conf.get("mode") == "transcode", "mode %s" %
                conf.get("mode"))
         expect(len(conf.get("legs", [])) == 2, "legs")
+    # no "rate" given: the lower of the legs' rates, Opus counting 48 kHz,
+    # and at least 16 kHz for an Opus encoder
+    want = max(16000, min([AUDIO_RATE[ue.codec] for ue in (a, b)]))
+    with suite.case("%s: automatic rate %d Hz" % (cid, want)):
+        expect(conf.get("rate") == want and conf.get("rate_auto") is True,
+               "rate %s, rate_auto %s" % (conf.get("rate"),
+                                          conf.get("rate_auto")))
 
 with suite.case("a third leg on a transcode conference is refused"):
     x = UE("X", T, codec="opus", profile=None)

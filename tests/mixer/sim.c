@@ -154,7 +154,9 @@ struct party *sim_add_cfg(struct sim *s, const struct mix_leg_cfg *lcfg,
 	p->seq = (uint16_t)(100 * s->nparty);
 	switch (lcfg->codec) {
 	case MIX_CODEC_OPUS:
-		p->arate = s->cfg.rate;
+		/* an automatic-rate transcoder's Opus party: 48 kHz, as
+		 * WebRTC sends */
+		p->arate = s->cfg.rate ? s->cfg.rate : 48000;
 		p->oenc = opus_encoder_create((opus_int32)p->arate, 1,
 					      OPUS_APPLICATION_VOIP, &err);
 		p->odec = opus_decoder_create((opus_int32)p->arate, 1, &err);
