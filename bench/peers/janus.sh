@@ -16,22 +16,19 @@ cmd=${1:?start|stop}
 dir=${2:?state directory}
 libdir=/usr/lib/x86_64-linux-gnu/janus
 
-install_janus() {
-	dpkg-query -W -f='${Status}' janus 2>/dev/null |
-		grep -q 'install ok installed' && return 0
-	echo "janus.sh: installing Debian's janus" >&2
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -q --no-install-recommends janus >&2 || {
-		apt-get update -q >&2 && \
-		apt-get install -y -q --no-install-recommends janus >&2; }
-}
+. "$(dirname "$0")/peer_lib.sh"
 
-free_port() {
-	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+janus_ready() {
+	/usr/bin/python3 - "$1" <<'PY'
+import json, sys, urllib.request
+r = urllib.request.urlopen("http://127.0.0.1:%s/janus/info" % sys.argv[1],
+                           timeout=1)
+sys.exit(0 if json.load(r).get("janus") == "server_info" else 1)
+PY
 }
 
 start() {
-	install_janus
+	peer_install janus
 	local arch
 	arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null ||
 		echo x86_64-linux-gnu)
@@ -42,7 +39,7 @@ start() {
 	ln -s "$libdir/plugins/libjanus_audiobridge.so" "$dir/plugins/"
 	ln -s "$libdir/transports/libjanus_http.so" "$dir/transports/"
 	local port
-	port=$(free_port)
+	port=$(peer_free_port tcp)
 	cat > "$dir/etc/janus.jcfg" <<CFG
 general: {
 	configs_folder = "$dir/etc"
@@ -96,50 +93,17 @@ general: {
 	events = false
 }
 CFG
-	local pin=()
-	# shellcheck disable=SC2206
-	[ -n "${BENCH_PRIO:-}" ] && pin=($BENCH_PRIO)
-	[ -n "${BENCH_CPU:-}" ] && pin+=(taskset -c "$BENCH_CPU")
-	"${pin[@]}" janus -F "$dir/etc" -C "$dir/etc/janus.jcfg" -i 127.0.0.1 \
+	peer_pin
+	"${PIN[@]}" janus -F "$dir/etc" -C "$dir/etc/janus.jcfg" -i 127.0.0.1 \
 		-L "$dir/run/janus.log" -N -o -p "$dir/run/janus.pid" \
 		>/dev/null 2>&1 &
 	local pid=$!
 	echo "$pid" > "$dir/run/bench.pid"
-	local i
-	for i in $(seq 1 100); do
-		if /usr/bin/python3 - "$port" <<'PY' 2>/dev/null
-import json, sys, urllib.request
-r = urllib.request.urlopen("http://127.0.0.1:%s/janus/info" % sys.argv[1],
-                           timeout=1)
-sys.exit(0 if json.load(r).get("janus") == "server_info" else 1)
-PY
-		then
-			echo "ready control=127.0.0.1:$port pid=$pid"
-			return 0
-		fi
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "janus.sh: janus did not come up; log:" >&2
-	tail -n 30 "$dir/run/janus.log" >&2 || true
-	kill "$pid" 2>/dev/null || true
-	return 1
-}
-
-stop() {
-	local pid
-	pid=$(cat "$dir/run/bench.pid" 2>/dev/null) || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 1 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	rm -f "$dir/run/bench.pid"
+	peer_wait janus "$pid" "$port" "$dir/run/janus.log" janus_ready
 }
 
 case $cmd in
 start) start ;;
-stop) stop ;;
+stop) peer_stop "$dir/run/bench.pid" ;;
 *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
 esac
