@@ -140,56 +140,15 @@ int apij_id_valid(const char *s)
 	return 1;
 }
 
-static int b64_val(char ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
-}
-
 /**
- * Standard base64 (RFC 4648 section 4) into out, as docs/keys.md spells
- * inline keys: '=' padding optional but complete if present, unused low
- * bits zero, nothing else.  EINVAL if malformed, ENOSPC if too long.
+ * Base64 of an inline key: keyleg's strict decoder (docs/keys.md), and
+ * not empty.  EINVAL if malformed or empty, ENOSPC if too long.
  */
 int apij_b64_decode(const char *s, uint8_t *out, size_t cap, size_t *lenp)
 {
-	size_t n = strlen(s), pad = 0, i, o = 0;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-
-	while (n > 0 && s[n - 1] == '=' && pad < 2) {
-		n--;
-		pad++;
-	}
-	if (n == 0 || n % 4 == 1 || (pad && (n + pad) % 4))
+	if (!*s)
 		return EINVAL;
-	for (i = 0; i < n; i++) {
-		int v = b64_val(s[i]);
-
-		if (v < 0)
-			return EINVAL;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (o == cap)
-				return ENOSPC;
-			out[o++] = (uint8_t)(acc >> bits);
-		}
-	}
-	if (acc & ((1u << bits) - 1))
-		return EINVAL; /* unused bits must be zero */
-	*lenp = o;
-	return 0;
+	return keyleg_b64_decode(s, out, cap, lenp);
 }
 
 /** One inline key||salt for a profile: 400 bad base64, 422 bad length */

@@ -135,6 +135,8 @@ enum keyleg_status keyleg_unprotect_rtcp(struct keyleg *kl, uint8_t *pkt,
 /* keys */
 int keyleg_inline_decode(const char *b64, enum keyleg_profile profile,
 			 struct keyleg_keysalt *ks) KEYLEG_WUR;
+int keyleg_b64_decode(const char *s, uint8_t *out, size_t outsz,
+		      size_t *outlen) KEYLEG_WUR;
 int keyleg_inline_encode(const struct keyleg_keysalt *ks, char *out,
 			 size_t outsz) KEYLEG_WUR;
 int keyleg_derive(const uint8_t *leg_key, size_t leg_key_len,

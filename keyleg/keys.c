@@ -42,12 +42,18 @@ static int b64_val(char c)
 	return -1;
 }
 
-/*
- * Strict standard base64 (RFC 4648 section 4): no whitespace, '=' only at
- * the end and only as much as completes the last quantum, and the unused
- * low bits of the last character must be zero (one encoding per key).
+/**
+ * Strict standard base64 (RFC 4648 section 4), as docs/keys.md spells
+ * inline keys: no whitespace, '=' only at the end and only as much as
+ * completes the last quantum, the unused low bits of the last character
+ * zero (one encoding per key).  Shared by every module that reads keys.
+ *
+ * "" is the empty string (RFC 4648's first vector); callers that need
+ * bytes check the length.
+ *
+ * @return 0, EINVAL (malformed) or ENOSPC (longer than outsz)
  */
-static int b64_decode(const char *s, uint8_t *out, size_t outsz,
+int keyleg_b64_decode(const char *s, uint8_t *out, size_t outsz,
 		      size_t *outlen)
 {
 	size_t n = strlen(s), pad = 0, i, o = 0;
@@ -69,7 +75,7 @@ static int b64_decode(const char *s, uint8_t *out, size_t outsz,
 		if (bits >= 8) {
 			bits -= 8;
 			if (o >= outsz)
-				return EINVAL;
+				return ENOSPC;
 			out[o++] = (uint8_t)(acc >> bits);
 		}
 	}
@@ -94,8 +100,8 @@ int keyleg_inline_decode(const char *b64, enum keyleg_profile profile,
 
 	if (!b64 || !ks || !want)
 		return EINVAL;
-	err = b64_decode(b64, ks->b, sizeof(ks->b), &got);
-	if (!err && got != want)
+	err = keyleg_b64_decode(b64, ks->b, sizeof(ks->b), &got);
+	if (err || got != want)
 		err = EINVAL;
 	if (err) {
 		keyleg_wipe(ks, sizeof(*ks));

@@ -28,9 +28,6 @@ int ue_addr_parse(const char *s, struct sockaddr_storage *ss,
 /** Format an address as "A.B.C.D:PORT" / "[v6]:PORT" */
 int ue_addr_format(const struct sockaddr *sa, char *out, size_t outsz);
 
-/** Standard base64 (padding optional) into out; ENOSPC if too long */
-int ue_b64_decode(const char *s, uint8_t *out, size_t cap, size_t *lenp);
-
 /* ---- RTP / RTCP framing (ue_media_rtp.c) ---- */
 
 #define UE_RTP_HDR_MIN 12

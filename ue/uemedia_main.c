@@ -160,7 +160,7 @@ static int setup_keys(struct ue_media_cfg *cfg, const struct keyargs *ka)
 	if (ka->leg) {
 		err = key_text(ka->leg, txt, sizeof(txt));
 		if (!err)
-			err = ue_b64_decode(txt, leg, sizeof(leg), &ll);
+			err = keyleg_b64_decode(txt, leg, sizeof(leg), &ll);
 		if (!err && ll == 0)
 			err = EINVAL;
 		if (!err)

@@ -83,8 +83,8 @@ static void test_b64_rfc4648(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		assert_int_equal(ue_b64_decode(v[i].in, out, sizeof(out),
-					       &n), 0);
+		assert_int_equal(keyleg_b64_decode(v[i].in, out, sizeof(out),
+						   &n), 0);
 		assert_int_equal(n, strlen(v[i].out));
 		assert_memory_equal(out, v[i].out, n);
 	}
@@ -96,16 +96,18 @@ static void test_b64_bad(void **state)
 	size_t n;
 
 	(void)state;
-	assert_int_equal(ue_b64_decode("Zm9v!", out, sizeof(out), &n),
+	assert_int_equal(keyleg_b64_decode("Zm9v!", out, sizeof(out), &n),
 			 EINVAL);
-	assert_int_equal(ue_b64_decode("Z", out, sizeof(out), &n), EINVAL);
-	assert_int_equal(ue_b64_decode("Zh==", out, sizeof(out), &n),
+	assert_int_equal(keyleg_b64_decode("Z", out, sizeof(out), &n), EINVAL);
+	assert_int_equal(keyleg_b64_decode("Zh==", out, sizeof(out), &n),
 			 EINVAL);            /* non-zero leftover bits */
-	assert_int_equal(ue_b64_decode("Zg===", out, sizeof(out), &n),
+	assert_int_equal(keyleg_b64_decode("Zg===", out, sizeof(out), &n),
 			 EINVAL);
-	assert_int_equal(ue_b64_decode("Zm 9v", out, sizeof(out), &n),
+	assert_int_equal(keyleg_b64_decode("Zg=", out, sizeof(out), &n),
+			 EINVAL);            /* padding incomplete */
+	assert_int_equal(keyleg_b64_decode("Zm 9v", out, sizeof(out), &n),
 			 EINVAL);
-	assert_int_equal(ue_b64_decode("Zm9vYmFy", out, sizeof(out), &n),
+	assert_int_equal(keyleg_b64_decode("Zm9vYmFy", out, sizeof(out), &n),
 			 ENOSPC);
 }
 
