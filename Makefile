@@ -27,7 +27,7 @@ CFLAGS_ALL   := -std=gnu11 $(OPT) $(WARN) $(SAN) -fno-strict-aliasing \
 		-MMD -MP $(CPPFLAGS_ALL) $(EXTRA_CFLAGS)
 LDFLAGS_ALL  := $(SAN) -Wl,--as-needed $(EXTRA_LDFLAGS)
 SYS_LIBS     := -levent_openssl -levent_pthreads -levent -lssl -lcrypto \
-		-lopus -lspandsp -lspeexdsp -ljansson -lsqlite3 -lpthread -lm
+		-lopus -lspandsp -lspeexdsp -ljansson -lsqlite3 -luring -lpthread -lm
 
 # Link order does not matter inside the group.
 MODULES := keyleg mixer kms_nds ue bridge bench tools

@@ -183,11 +183,12 @@ int bridge_alloc(struct bridge **bp, const struct bridge_cfg *cfg,
 	event_add(b->sig_term, NULL);
 	event_add(b->sig_int, NULL);
 	bridge_log(BRIDGE_LOG_INFO, "control on %s%s, RTP ports %u-%u, %u "
-		   "worker(s), KMS %s, SRTP %s on %s", b->control_addr,
+		   "worker(s), KMS %s, SRTP %s on %s, sends %s", b->control_addr,
 		   b->tls ? " (TLS)" : "",
 		   cfg->port_lo, cfg->port_hi, b->nworkers,
 		   b->kms ? b->cfg.kms_host : "none", keyleg_srtp_version(),
-		   keyleg_crypto_backend());
+		   keyleg_crypto_backend(), b->workers[0].uring_ok ?
+		   "io_uring" : "sendmmsg");
  out:
 	if (e) {
 		if (!err[0])

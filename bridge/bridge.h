@@ -46,6 +46,10 @@ struct bridge_cfg {
 						 (0 = never)              */
 	char control_cert[BRIDGE_PATH_MAX]; /**< TLS for the control API   */
 	char control_key[BRIDGE_PATH_MAX];  /**< (--config only)           */
+	unsigned send_io_uring;             /**< 1: a pass's sends in one
+						 io_uring submission, where
+						 the kernel allows it; 0:
+						 sendmmsg per socket      */
 };
 
 struct bridge;

@@ -18,6 +18,7 @@
 #include <semaphore.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <liburing.h>
 #include "bridge/bridge.h"
 #include "keyleg/keyleg.h"
 #include "mixer/mixer.h"
@@ -278,12 +279,16 @@ struct worker {
 	struct iovec riov[WORKER_RECV_BATCH];
 	struct sockaddr_storage raddr[WORKER_RECV_BATCH];
 	struct pkt *rpkt[WORKER_RECV_BATCH];
-	/* send queue, flushed with sendmmsg per run of one socket */
+	/* send queue, flushed in one io_uring submission (uring_ok) or
+	 * with sendmmsg per run of one socket */
 	struct mmsghdr smsg[WORKER_SEND_BATCH];
 	struct iovec siov[WORKER_SEND_BATCH];
 	struct pkt *spkt[WORKER_SEND_BATCH];
 	int sfd[WORKER_SEND_BATCH];
 	unsigned nsend;
+	struct io_uring ring;      /**< set up by worker_start, then used
+				        by the worker thread only          */
+	int uring_ok;
 	int stop;
 };
 

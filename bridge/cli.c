@@ -28,6 +28,7 @@ void bridge_cfg_defaults(struct bridge_cfg *cfg)
 	cfg->kms_timeout_ms = 2000;
 	cfg->max_legs_per_worker = 2000;
 	cfg->max_load_permille = 800;
+	cfg->send_io_uring = 1;
 	cfg->rtcp_interval_ms = 5000;
 }
 
@@ -247,7 +248,7 @@ static const struct option long_opts[] = {
  * Load a JSON config file: keys are the long option names ("control",
  * "token-file" ...) and the tunables "max-legs-per-worker",
  * "max-load-permille", "rtcp-interval-ms", "kms-timeout-ms",
- * "leg-timeout-ms", "control-cert", "control-key".
+ * "leg-timeout-ms", "send-io-uring", "control-cert", "control-key".
  */
 int bridge_cfg_load_file(struct bridge_cfg *cfg, const char *path,
 			 char *err, size_t errsz)
@@ -287,6 +288,18 @@ int bridge_cfg_load_file(struct bridge_cfg *cfg, const char *path,
 				 key);
 			e = EINVAL;
 			break;
+		}
+		if (!strcmp(name, "send-io-uring")) {
+			unsigned long n;
+
+			if (parse_uint(sv, 1, &n)) {
+				snprintf(err, errsz, "--config: bad '%s' "
+					 "(0 or 1)", key);
+				e = EINVAL;
+				break;
+			}
+			cfg->send_io_uring = (unsigned)n;
+			continue;
 		}
 		if (!strcmp(name, "leg-timeout-ms")) {
 			unsigned long n;

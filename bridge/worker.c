@@ -202,11 +202,55 @@ void worker_send(struct worker *w, int fd, struct pkt *k,
 	w->sfd[i] = fd;
 }
 
-/** Send the queue: one sendmmsg per run of packets on the same socket */
+/*
+ * Send the queue in one io_uring submission: a sendmsg per packet, each
+ * on its own leg's socket, one system call for all of them (sendmmsg
+ * batches only packets of one socket, and a pass's packets mostly leave
+ * on different legs).  MSG_DONTWAIT: a full socket buffer completes with
+ * -EAGAIN at once, as sendmmsg would fail, and is counted the same way.
+ * Every completion is reaped before the buffers go back to the pool.
+ */
+static void flush_uring(struct worker *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned i, done = 0, head, n;
+
+	for (i = 0; i < w->nsend; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+		/* the ring has WORKER_SEND_BATCH entries: never NULL */
+		io_uring_prep_sendmsg(sqe, w->sfd[i], &w->smsg[i].msg_hdr,
+				      MSG_DONTWAIT);
+	}
+	while (done < w->nsend) {
+		int r = io_uring_submit_and_wait(&w->ring, w->nsend - done);
+
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+			/* the ring is unusable: count what is missing */
+			w->st.gone.send_errors += w->nsend - done;
+			break;
+		}
+		n = 0;
+		io_uring_for_each_cqe(&w->ring, head, cqe) {
+			if (cqe->res < 0)
+				w->st.gone.send_errors++;
+			n++;
+		}
+		io_uring_cq_advance(&w->ring, n);
+		done += n;
+	}
+}
+
+/** Send the queue: one io_uring submission, or a sendmmsg per run of
+ * packets on the same socket */
 void worker_flush(struct worker *w)
 {
 	unsigned i = 0, j;
 
+	if (w->uring_ok && w->nsend) {
+		flush_uring(w);
+		i = w->nsend;
+	}
 	while (i < w->nsend) {
 		int r;
 
@@ -457,6 +501,11 @@ int worker_start(struct worker *w, struct bridge *b, unsigned idx,
 	event_priority_set(w->cmd_ev, WORKER_PRIO_IO);
 	event_add(w->cmd_ev, NULL);
 	event_add(w->tick_ev, NULL);
+	/* no IORING_SETUP_SINGLE_ISSUER: the ring is made here, on the
+	 * control thread, and used on the worker's */
+	if (b->cfg.send_io_uring &&
+	    io_uring_queue_init(WORKER_SEND_BATCH, &w->ring, 0) == 0)
+		w->uring_ok = 1;
 	err = pthread_create(&w->thr, NULL, worker_main, w);
 	if (err)
 		return err;
@@ -494,5 +543,8 @@ void worker_stop(struct worker *w)
 	if (w->cmd_pipe[1] >= 0)
 		close(w->cmd_pipe[1]);
 	w->tfd = w->cmd_pipe[0] = w->cmd_pipe[1] = -1;
+	if (w->uring_ok)
+		io_uring_queue_exit(&w->ring);
+	w->uring_ok = 0;
 	pool_fini(&w->pool);
 }

@@ -145,6 +145,23 @@ static void t_cli_config(void **state)
 	assert_int_equal(c.log_level, BRIDGE_LOG_WARN);
 	assert_int_equal(c.max_legs_per_worker, 7);
 	assert_int_equal(c.rtcp_interval_ms, 900);
+	assert_int_equal(c.send_io_uring, 1);   /* the default */
+
+	/* the send path: 0 (sendmmsg) or 1 (io_uring), nothing else */
+	f = fopen(path, "w");
+	fprintf(f, "{\"send-io-uring\": 0}");
+	fclose(f);
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path,
+			       "--token-file", "t", "--rtp-ports", "1-2",
+			       NULL), 0);
+	assert_int_equal(c.send_io_uring, 0);
+	f = fopen(path, "w");
+	fprintf(f, "{\"send_io_uring\": 2}");
+	fclose(f);
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path,
+			       "--token-file", "t", "--rtp-ports", "1-2",
+			       NULL), EINVAL);
+	assert_non_null(strstr(err, "send_io_uring"));
 
 	/* TLS for the control listener lifts the loopback rule */
 	f = fopen(path, "w");

@@ -37,6 +37,10 @@ c = bt.Participant("carol", FREQ["carol"],
                    profile="AES_CM_128_HMAC_SHA1_32")
 parts = [a, b, c]
 try:
+    # the default send path: io_uring where the kernel allows it
+    sends = [x for x in ("io_uring", "sendmmsg")
+             if ", sends " + x in br.stderr()]
+    T.check(len(sends) == 1, "the bridge says how it sends: %s" % sends)
     st, j = br.conf("room1", rate=16000)
     T.check(st == 201 and j == {"id": "room1"}, "conference created")
     for p in parts:
