@@ -224,18 +224,19 @@ PY
 }
 
 # A run is good when the system kept real time for it: nothing lost, every
-# check passed, the generator kept up, no mixing tick a whole period late
-# (bridged's late_ticks; the peers have no such counter), and the system
-# below 95 % of its core: SCHED_FIFO tasks are throttled there by the
-# kernel (sched_rt_runtime_us 950000 of 1000000), so a run that reads
-# 0.95 was asking for more than the core gave it.
+# check passed, the generator kept up, and the system below 95 % of its
+# core: SCHED_FIFO tasks are throttled there by the kernel
+# (sched_rt_runtime_us 950000 of 1000000), so a run that reads 0.95 was
+# asking for more than the core gave it.  Late ticks are reported, not
+# judged here: on this shared VM one stall of the virtual CPU makes every
+# conference late once, at any load.
 good() {
 	local f=$1
 	[ "$(jget "$f" checks.ok)" = true ] || return 1
 	[ "$(jget "$f" generator_overloaded)" = false ] || return 1
 	$PY -c 'import json,sys
 d=json.load(open(sys.argv[1]))
-ok = ((d.get("loss_pct") or 0) <= 0.5 and not d.get("late_ticks") and
+ok = ((d.get("loss_pct") or 0) <= 0.5 and
       (d.get("system_core_load") or 0) < 0.945)
 sys.exit(0 if ok else 1)' "$f"
 }
@@ -267,8 +268,9 @@ search() { # sys sc srtp cx start max json
 				break
 			fi
 			[ "$legs" -ge "$max" ] && break
-			# jump to 95 % of the predicted capacity
-			next=$($PY -c "print(max($legs + 1, min($max, int($legs * 0.95 / max(float('${load:-0.01}'), 0.01)))))")
+			# jump to 90 % of the predicted capacity (95 % is the
+			# throttle, where a run fails)
+			next=$($PY -c "print(max($legs + 1, min($max, int($legs * 0.90 / max(float('${load:-0.01}'), 0.01)))))")
 		else
 			[ "$(jget "$tmp" generator_overloaded)" = true ] && break
 			fail=$legs
