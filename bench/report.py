@@ -247,6 +247,8 @@ set title 'Legs per core (%s, %s)'
 set style fill solid 0.8 border -1
 set boxwidth 0.7
 set xrange [-0.6:*]
+set rmargin 16
+set bmargin 13
 set xtics rotate by -40 scale 0 font ',8'
 set ylabel 'legs per core (log)'
 set logscale y
