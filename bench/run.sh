@@ -304,6 +304,7 @@ print(int(max(b, c)))")
 		[ "$method" = extrapolated ] && [ -n "$best" ] && reach=$best
 		# whole conferences, rounded down: loadgen rounds a load up,
 		# and with 100-leg conferences that overshot 80 % by up to 10
+		# points
 		local size
 		size=$(conf_size "$sc")
 		at80=$($PY -c "

@@ -187,7 +187,7 @@ int bridge_alloc(struct bridge **bp, const struct bridge_cfg *cfg,
 		   b->tls ? " (TLS)" : "",
 		   cfg->port_lo, cfg->port_hi, b->nworkers,
 		   b->kms ? b->cfg.kms_host : "none", keyleg_srtp_version(),
-		   keyleg_crypto_backend(), b->workers[0].uring_ok ?
+		   keyleg_crypto_backend(), b->workers[0].uring_ok == 1 ?
 		   "io_uring" : "sendmmsg");
  out:
 	if (e) {

@@ -288,7 +288,9 @@ struct worker {
 	unsigned nsend;
 	struct io_uring ring;      /**< set up by worker_start, then used
 				        by the worker thread only          */
-	int uring_ok;
+	int uring_ok;              /**< 1: sends through the ring; -1: it
+				        failed, sendmmsg (ring still open);
+				        0: no ring                         */
 	int stop;
 };
 

@@ -208,12 +208,14 @@ void worker_send(struct worker *w, int fd, struct pkt *k,
  * batches only packets of one socket, and a pass's packets mostly leave
  * on different legs).  MSG_DONTWAIT: a full socket buffer completes with
  * -EAGAIN at once, as sendmmsg would fail, and is counted the same way.
- * Every completion is reaped before the buffers go back to the pool.
+ * Every completion is reaped before the buffers go back to the pool.  A
+ * ring that fails (or is not done in 8 tries) is not used again:
+ * the SQEs it may still hold point at buffers about to be reused.
  */
 static void flush_uring(struct worker *w)
 {
 	struct io_uring_cqe *cqe;
-	unsigned i, done = 0, head, n;
+	unsigned i, done = 0, head, n, tries = 0;
 
 	for (i = 0; i < w->nsend; i++) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
@@ -225,9 +227,11 @@ static void flush_uring(struct worker *w)
 	while (done < w->nsend) {
 		int r = io_uring_submit_and_wait(&w->ring, w->nsend - done);
 
-		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-			/* the ring is unusable: count what is missing */
+		if ((r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) ||
+		    ++tries > 8) {
+			/* count what is missing; sendmmsg from now on */
 			w->st.gone.send_errors += w->nsend - done;
+			w->uring_ok = -1;
 			break;
 		}
 		n = 0;
@@ -247,7 +251,7 @@ void worker_flush(struct worker *w)
 {
 	unsigned i = 0, j;
 
-	if (w->uring_ok && w->nsend) {
+	if (w->uring_ok == 1 && w->nsend) {
 		flush_uring(w);
 		i = w->nsend;
 	}
