@@ -317,6 +317,8 @@ static json_t *report(struct lg *g, struct opts *o, struct edges *e,
 			    g->target == LG_RTPENGINE || g->complexity < 0 ?
 			    json_null() : json_integer(g->complexity));
 	json_object_set_new(j, "legs", json_integer(g->n_legs));
+	json_object_set_new(j, "conference_size",
+			    json_integer(g->sc->conf_size));
 	json_object_set_new(j, "cpu_per_leg_second", have_cpu ?
 			    json_real(round(cr.cpu_per_leg_second * 1e7) /
 				      1e7) : json_null());

@@ -241,14 +241,6 @@ ok = ((d.get("loss_pct") or 0) <= 0.5 and
 sys.exit(0 if ok else 1)' "$f"
 }
 
-# legs in one conference (or call) of a scenario: loads are whole ones
-conf_size() {
-	case $1 in
-	opus100*) echo 100 ;;
-	transcode*|relay*) echo 2 ;;
-	*) echo 10 ;;
-	esac
-}
 
 search() { # sys sc srtp cx start max json
 	local sys=$1 sc=$2 srtp=$3 cx=$4 legs=$5 max=$6 json=$7
@@ -302,11 +294,12 @@ print(int(max(b, c)))")
 		# that ran clean instead
 		local reach=$max
 		[ "$method" = extrapolated ] && [ -n "$best" ] && reach=$best
-		# whole conferences, rounded down: loadgen rounds a load up,
-		# and with 100-leg conferences that overshot 80 % by up to 10
-		# points
+		# whole conferences (loadgen's conference_size), rounded down:
+		# loadgen rounds a load up, and with 100-leg conferences that
+		# overshot 80 % by up to 10 points
 		local size
-		size=$(conf_size "$sc")
+		size=$(jget "$json" conference_size)
+		size=${size:-1}
 		at80=$($PY -c "
 n = min($reach, int(float('$lpc') * 0.8)) // $size * $size
 print(max($size, n))")

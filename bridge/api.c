@@ -405,8 +405,8 @@ static void h_conf_create(struct bridge *b, struct evhttp_request *req)
 	/* a transcoder runs at the lower of its legs' rates unless told */
 	if (rate < 0)
 		rate = c->mode == MODE_TRANSCODE ? 0 : 48000;
-	if ((rate != 0 || c->mode != MODE_TRANSCODE) && rate != 8000 &&
-	    rate != 16000 && rate != 24000 && rate != 48000) {
+	if (!(rate == 8000 || rate == 16000 || rate == 24000 ||
+	      rate == 48000 || (rate == 0 && c->mode == MODE_TRANSCODE))) {
 		st = 422;
 		snprintf(err, ERRSZ, "unsupported rate %lld (8000, 16000, "
 			 "24000, 48000; 0 = automatic, transcode only)", rate);
@@ -453,12 +453,10 @@ static void h_conf_create(struct bridge *b, struct evhttp_request *req)
 	r->next = b->confs;
 	b->confs = r;
 	b->nconfs++;
-	if (c->rate)
-		snprintf(err, ERRSZ, "%u Hz", c->rate);
-	else
-		snprintf(err, ERRSZ, "automatic rate");
-	bridge_log(BRIDGE_LOG_INFO, "conference %s created (%s, %s, %u ms) "
-		   "on worker %u", c->id, mode_name(c->mode), err, c->ptime,
+	bridge_log(BRIDGE_LOG_INFO, "conference %s created (%s, %u Hz%s, "
+		   "%u ms) on worker %u", c->id, mode_name(c->mode),
+		   c->rate ? c->rate : 48000u,
+		   c->rate ? "" : " until its legs pick one", c->ptime,
 		   c->w->idx);
 	reply_json(req, 201, json_pack("{s:s}", "id", c->id));
 	json_decref(j);

@@ -122,21 +122,29 @@ static void t_cli_errors(void **state)
 			 ECANCELED);
 }
 
+/* overwrite the config file at path with text */
+static void put_cfg(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
 static void t_cli_config(void **state)
 {
 	char path[] = "/tmp/bridge_cfg_XXXXXX", err[256];
 	struct bridge_cfg c;
-	FILE *f;
 	int fd;
 	(void)state;
 
 	fd = mkstemp(path);
 	assert_true(fd >= 0);
-	f = fdopen(fd, "w");
-	fprintf(f, "{\"token_file\": \"/etc/tok\", \"rtp-ports\": "
+	close(fd);
+	put_cfg(path, "{\"token_file\": \"/etc/tok\", \"rtp-ports\": "
 		"\"40000-40010\", \"workers\": 2, \"log-level\": \"warn\", "
 		"\"max-legs-per-worker\": 7, \"rtcp-interval-ms\": 900}");
-	fclose(f);
 	assert_int_equal(parse(&c, err, sizeof(err), "--config", path,
 			       "--workers", "4", NULL), 0);
 	assert_string_equal(c.token_file, "/etc/tok");
@@ -148,53 +156,39 @@ static void t_cli_config(void **state)
 	assert_int_equal(c.send_io_uring, 1);   /* the default */
 
 	/* the send path: 0 (sendmmsg) or 1 (io_uring), nothing else */
-	f = fopen(path, "w");
-	fprintf(f, "{\"send-io-uring\": 0}");
-	fclose(f);
+	put_cfg(path, "{\"send-io-uring\": 0}");
 	assert_int_equal(parse(&c, err, sizeof(err), "--config", path,
 			       "--token-file", "t", "--rtp-ports", "1-2",
 			       NULL), 0);
 	assert_int_equal(c.send_io_uring, 0);
-	f = fopen(path, "w");
-	fprintf(f, "{\"send_io_uring\": 2}");
-	fclose(f);
+	put_cfg(path, "{\"send_io_uring\": 2}");
 	assert_int_equal(parse(&c, err, sizeof(err), "--config", path,
 			       "--token-file", "t", "--rtp-ports", "1-2",
 			       NULL), EINVAL);
 	assert_non_null(strstr(err, "send_io_uring"));
 
 	/* TLS for the control listener lifts the loopback rule */
-	f = fopen(path, "w");
-	fprintf(f, "{\"control-cert\": \"/c.pem\", \"control_key\": "
+	put_cfg(path, "{\"control-cert\": \"/c.pem\", \"control_key\": "
 		"\"/k.pem\"}");
-	fclose(f);
 	assert_int_equal(parse(&c, err, sizeof(err), "--config", path,
 			       "--token-file", "t", "--rtp-ports", "1-2",
 			       "--control", "0.0.0.0:443", NULL), 0);
 	assert_string_equal(c.control_cert, "/c.pem");
 	assert_string_equal(c.control_key, "/k.pem");
-	f = fopen(path, "w");
-	fprintf(f, "{\"control-cert\": \"/c.pem\"}");
-	fclose(f);
+	put_cfg(path, "{\"control-cert\": \"/c.pem\"}");
 	assert_int_equal(parse(&c, err, sizeof(err), "--config", path,
 			       "--token-file", "t", "--rtp-ports", "1-2",
 			       NULL), EINVAL);
 	assert_non_null(strstr(err, "control-key"));
 
-	f = fopen(path, "w");
-	fprintf(f, "{\"nonsense\": 1}");
-	fclose(f);
+	put_cfg(path, "{\"nonsense\": 1}");
 	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL),
 			 EINVAL);
 	assert_non_null(strstr(err, "nonsense"));
-	f = fopen(path, "w");
-	fprintf(f, "{\"workers\": [1]}");
-	fclose(f);
+	put_cfg(path, "{\"workers\": [1]}");
 	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL),
 			 EINVAL);
-	f = fopen(path, "w");
-	fprintf(f, "{not json");
-	fclose(f);
+	put_cfg(path, "{not json");
 	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL),
 			 EINVAL);
 	unlink(path);
